@@ -54,6 +54,9 @@ pub struct TokenRecord {
     pub secret_created_at: Timestamp,
     /// The previous secret during a rotation grace period, and when that grace ends.
     pub previous_secret: Option<(SecretHash, Timestamp)>,
+    /// Optimistic-concurrency counter: every stored change increments it, and a change based on
+    /// an older revision is refused.
+    pub revision: u64,
 }
 
 /// A token's state at a moment.
@@ -197,13 +200,14 @@ mod tests {
 
     #[test]
     fn cidr_parse_errors() {
-        let got: String = ["10.0.0.0/8", "10.0.0.1/8", "10.0.0.0/33", "banana", "fe80::1/10", "::/0", ""]
-            .iter()
-            .map(|s| match parse_cidr(s) {
-                Ok(n) => format!("{s:?} ok {n}\n"),
-                Err(e) => format!("{s:?} {e}\n"),
-            })
-            .collect();
+        let got: String =
+            ["10.0.0.0/8", "10.0.0.1/8", "10.0.0.0/33", "banana", "fe80::1/10", "::/0", ""]
+                .iter()
+                .map(|s| match parse_cidr(s) {
+                    Ok(n) => format!("{s:?} ok {n}\n"),
+                    Err(e) => format!("{s:?} {e}\n"),
+                })
+                .collect();
         expect![[r#"
             "10.0.0.0/8" ok 10.0.0.0/8
             "10.0.0.1/8" "10.0.0.1/8" has host bits set; did you mean 10.0.0.0/8?

@@ -238,10 +238,23 @@ mod tests {
 
     #[test]
     fn implication_table() {
-        let granted =
-            ["orders:read", "orders:write", "orders:admin", "*:read", "*:admin", "tokentrail:admin", "tokentrail:verify"];
-        let required =
-            ["orders:read", "orders:write", "orders:admin", "users:read", "tokentrail:admin", "tokentrail:verify"];
+        let granted = [
+            "orders:read",
+            "orders:write",
+            "orders:admin",
+            "*:read",
+            "*:admin",
+            "tokentrail:admin",
+            "tokentrail:verify",
+        ];
+        let required = [
+            "orders:read",
+            "orders:write",
+            "orders:admin",
+            "users:read",
+            "tokentrail:admin",
+            "tokentrail:verify",
+        ];
         let mut table = format!("{:<14}", "granted\\req");
         for r in required {
             table.push_str(&format!(" {r:>16}"));
@@ -271,7 +284,8 @@ mod tests {
 
     #[test]
     fn covers_any_of_the_grants() {
-        let granted = vec![Scope::parse("orders:read").unwrap(), Scope::parse("users:write").unwrap()];
+        let granted =
+            vec![Scope::parse("orders:read").unwrap(), Scope::parse("users:write").unwrap()];
         assert!(covers(&granted, &Scope::parse("users:read").unwrap()));
         assert!(!covers(&granted, &Scope::parse("orders:write").unwrap()));
         assert!(!covers(&[], &Scope::parse("orders:read").unwrap()));

@@ -1,0 +1,364 @@
+//! The conformance suite every backend must pass unchanged.
+//!
+//! Each check takes a fresh, empty store. A backend's test module instantiates the suite with
+//! [`suite!`] and a constructor; the PostgreSQL backend will do the same.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use ledger::event::{Event, Kind};
+use token::{Pepper, Reason, Scope, TokenRecord, TokenState};
+
+use crate::{EventQuery, Order, Store, StoreError, TokenQuery};
+
+fn t(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+pub(crate) fn token(id: &str, owner: &str, scopes: &[&str]) -> TokenRecord {
+    let pepper = Pepper::from_bytes([1; 32]);
+    TokenRecord {
+        id: id.to_owned(),
+        name: format!("name of {id}"),
+        owner: owner.to_owned(),
+        description: "for tests".to_owned(),
+        labels: BTreeMap::from([("env".to_owned(), "prod".to_owned())]),
+        scopes: scopes.iter().map(|s| Scope::parse(s).unwrap()).collect(),
+        created_at: t("2026-01-01T00:00:00Z"),
+        created_by: "bootstrap".to_owned(),
+        updated_at: t("2026-01-01T00:00:00Z"),
+        expires_at: Some(t("2027-01-01T00:00:00Z")),
+        not_before: None,
+        allowed_cidrs: vec!["10.0.0.0/8".parse().unwrap(), "2001:db8::/32".parse().unwrap()],
+        rate_limit: Some(token::RateLimit::parse("100/min").unwrap()),
+        last_used_at: None,
+        revoked_at: None,
+        revoked_by: None,
+        revoke_reason: None,
+        secret_hash: pepper.hash_secret(id),
+        secret_created_at: t("2026-01-01T00:00:00Z"),
+        previous_secret: None,
+        revision: 1,
+    }
+}
+
+pub(crate) fn admin_event(id: &str, target: &str) -> Event {
+    let mut e = Event::new(
+        id.to_owned(),
+        t("2026-01-01T00:00:00.123456Z"),
+        Kind::Admin,
+        "admin",
+        Reason::Ok,
+    );
+    e.operation = Some("token.create".to_owned());
+    e.target = Some(target.to_owned());
+    e.token_id = Some("admin0".to_owned());
+    e.details = BTreeMap::from([("scopes".to_owned(), "[orders:read]".to_owned())]);
+    e
+}
+
+pub(crate) fn access_event(id: &str, token: Option<&str>, reason: Reason) -> Event {
+    let mut e =
+        Event::new(id.to_owned(), t("2026-02-01T10:00:00Z"), Kind::Access, "gateway", reason);
+    e.token_id = token.map(str::to_owned);
+    e.source_ip = Some("203.0.113.7".to_owned());
+    e.method = Some("GET".to_owned());
+    e.path = Some("/v1/orders/1".to_owned());
+    e.sensitivity = vec!["pii".to_owned()];
+    e.status = Some(reason.http_status());
+    e.latency_us = Some(3200);
+    e.bytes_out = Some(512);
+    e.granted_scopes = vec!["orders:read".to_owned()];
+    e.required_scope = Some("orders:write".to_owned());
+    e
+}
+
+pub(crate) fn round_trips_tokens(store: &dyn Store) {
+    let tok = token("tok1", "alice", &["orders:read", "users:write"]);
+    let mut ev = admin_event("ev1", "tok1");
+    store.insert_token(&tok, &mut ev).unwrap();
+    assert_eq!(ev.seq, Some(0));
+    assert_eq!(store.get_token("tok1").unwrap(), Some(tok.clone()));
+    assert_eq!(store.get_token("nope").unwrap(), None);
+    let stored = store.get_event("ev1").unwrap().unwrap();
+    assert_eq!(stored, ev);
+}
+
+pub(crate) fn refuses_duplicate_token_ids_and_keeps_nothing(store: &dyn Store) {
+    store
+        .insert_token(&token("tok1", "alice", &["a:read"]), &mut admin_event("ev1", "tok1"))
+        .unwrap();
+    let err = store
+        .insert_token(&token("tok1", "bob", &["a:read"]), &mut admin_event("ev2", "tok1"))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Duplicate(_)), "{err:?}");
+    assert_eq!(store.event_count().unwrap(), 1, "the failed change's event must not be stored");
+    assert_eq!(store.get_token("tok1").unwrap().unwrap().owner, "alice");
+}
+
+pub(crate) fn updates_with_optimistic_concurrency(store: &dyn Store) {
+    let tok = token("tok1", "alice", &["orders:read"]);
+    store.insert_token(&tok, &mut admin_event("ev1", "tok1")).unwrap();
+    let mut changed = tok.clone();
+    changed.owner = "bob".to_owned();
+    changed.scopes = vec![Scope::parse("orders:admin").unwrap()];
+    changed.revision = 2;
+    let mut ev = admin_event("ev2", "tok1");
+    store.update_token(&changed, 1, &mut ev).unwrap();
+    assert_eq!(ev.seq, Some(1));
+    assert_eq!(store.get_token("tok1").unwrap(), Some(changed.clone()));
+
+    let mut stale = tok.clone();
+    stale.owner = "mallory".to_owned();
+    stale.revision = 2;
+    let err = store.update_token(&stale, 1, &mut admin_event("ev3", "tok1")).unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let err = store
+        .update_token(&token("zzz", "x", &["a:read"]), 0, &mut admin_event("ev4", "zzz"))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(store.event_count().unwrap(), 2);
+    assert_eq!(store.get_token("tok1").unwrap().unwrap().owner, "bob");
+}
+
+pub(crate) fn lists_tokens_with_filters_and_pages(store: &dyn Store) {
+    let now = t("2026-06-01T00:00:00Z");
+    let mut revoked = token("t-revoked", "alice", &["orders:read"]);
+    revoked.revoked_at = Some(t("2026-03-01T00:00:00Z"));
+    let mut expired = token("t-expired", "bob", &["*:admin"]);
+    expired.expires_at = Some(t("2026-05-01T00:00:00Z"));
+    let mut future = token("t-future", "bob", &["orders:write"]);
+    future.not_before = Some(t("2026-07-01T00:00:00Z"));
+    let mut unlabelled = token("t-admin", "carol", &["tokentrail:admin"]);
+    unlabelled.labels.clear();
+    unlabelled.expires_at = None;
+    let all = [token("t-active", "alice", &["orders:admin"]), revoked, expired, future, unlabelled];
+    for (i, tok) in all.iter().enumerate() {
+        store.insert_token(tok, &mut admin_event(&format!("ev{i}"), &tok.id)).unwrap();
+    }
+    let q = |f: &dyn Fn(&mut TokenQuery)| {
+        let mut query = TokenQuery {
+            owner: None,
+            scope: None,
+            state: None,
+            label: None,
+            after: None,
+            limit: 100,
+            now,
+        };
+        f(&mut query);
+        store
+            .list_tokens(&query)
+            .unwrap()
+            .items
+            .iter()
+            .map(|t| t.id.clone())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(q(&|_| {}), "t-active t-revoked t-expired t-future t-admin");
+    assert_eq!(q(&|q| q.owner = Some("bob".into())), "t-expired t-future");
+    assert_eq!(q(&|q| q.state = Some(TokenState::Active)), "t-active t-admin");
+    assert_eq!(q(&|q| q.state = Some(TokenState::Revoked)), "t-revoked");
+    assert_eq!(q(&|q| q.state = Some(TokenState::Expired)), "t-expired");
+    assert_eq!(q(&|q| q.state = Some(TokenState::NotYetValid)), "t-future");
+    assert_eq!(
+        q(&|q| q.scope = Some(Scope::parse("orders:read").unwrap())),
+        "t-active t-revoked t-expired t-future"
+    );
+    assert_eq!(
+        q(&|q| q.scope = Some(Scope::parse("orders:write").unwrap())),
+        "t-active t-expired t-future"
+    );
+    assert_eq!(q(&|q| q.scope = Some(Scope::parse("users:read").unwrap())), "t-expired");
+    assert_eq!(q(&|q| q.scope = Some(Scope::parse("tokentrail:admin").unwrap())), "t-admin");
+    assert_eq!(q(&|q| q.scope = Some(Scope::parse("tokentrail:verify").unwrap())), "t-admin");
+    assert_eq!(
+        q(&|q| q.label = Some(("env".into(), None))),
+        "t-active t-revoked t-expired t-future"
+    );
+    assert_eq!(
+        q(&|q| q.label = Some(("env".into(), Some("prod".into())))),
+        "t-active t-revoked t-expired t-future"
+    );
+    assert_eq!(q(&|q| q.label = Some(("env".into(), Some("dev".into())))), "");
+
+    // Pages of two, following `next`, visit every token once, in order.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_tokens(&TokenQuery {
+                owner: None,
+                scope: None,
+                state: None,
+                label: None,
+                after,
+                limit: 2,
+                now,
+            })
+            .unwrap();
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.iter().map(|t| t.id.clone()));
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen.join(" "), "t-active t-revoked t-expired t-future t-admin");
+
+    let counts = store.count_tokens(now).unwrap();
+    assert_eq!(counts.get("active"), Some(&2));
+    assert_eq!(counts.get("revoked"), Some(&1));
+    assert_eq!(counts.get("expired"), Some(&1));
+    assert_eq!(counts.get("not_yet_valid"), Some(&1));
+}
+
+pub(crate) fn appends_events_gap_free_and_lists_them(store: &dyn Store) {
+    let mut batch: Vec<Event> = (0..5)
+        .map(|i| {
+            let reason = if i % 2 == 0 { Reason::Ok } else { Reason::InsufficientScope };
+            access_event(&format!("a{i}"), Some("tok1"), reason)
+        })
+        .collect();
+    store.append(&mut batch).unwrap();
+    assert_eq!(batch.iter().map(|e| e.seq.unwrap()).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    let mut more = vec![access_event("b0", None, Reason::UnknownToken)];
+    store.append(&mut more).unwrap();
+    assert_eq!(more[0].seq, Some(5));
+    assert_eq!(store.event_count().unwrap(), 6);
+
+    let dup = store
+        .append(&mut [access_event("a1", None, Reason::Ok), access_event("c9", None, Reason::Ok)]);
+    assert!(matches!(dup, Err(StoreError::Duplicate(_))), "{dup:?}");
+    assert_eq!(store.event_count().unwrap(), 6, "a failed batch stores nothing");
+    assert!(store.get_event("c9").unwrap().is_none());
+
+    let ids = |q: EventQuery| {
+        store.list_events(&q).unwrap().items.into_iter().map(|e| e.id).collect::<Vec<_>>().join(" ")
+    };
+    assert_eq!(ids(EventQuery::default()), "b0 a4 a3 a2 a1 a0");
+    assert_eq!(ids(EventQuery { order: Order::Asc, limit: 2, ..Default::default() }), "a0 a1");
+    assert_eq!(
+        ids(EventQuery { order: Order::Asc, after: Some(1), limit: 2, ..Default::default() }),
+        "a2 a3"
+    );
+    assert_eq!(ids(EventQuery { after: Some(4), ..Default::default() }), "a3 a2 a1 a0");
+    assert_eq!(
+        ids(EventQuery { reason: Some(Reason::InsufficientScope), ..Default::default() }),
+        "a3 a1"
+    );
+    assert_eq!(
+        ids(EventQuery { token_id: Some("tok1".into()), limit: 3, ..Default::default() }),
+        "a4 a3 a2"
+    );
+    assert_eq!(ids(EventQuery { kind: Some(Kind::Admin), ..Default::default() }), "");
+    let page = store.list_events(&EventQuery { limit: 4, ..Default::default() }).unwrap();
+    assert_eq!(page.next, Some(2));
+    let roundtrip = store.get_event("a3").unwrap().unwrap();
+    let mut want = access_event("a3", Some("tok1"), Reason::InsufficientScope);
+    want.seq = Some(3);
+    assert_eq!(roundtrip, want);
+}
+
+pub(crate) fn last_used_only_moves_forward(store: &dyn Store) {
+    store
+        .insert_token(&token("tok1", "alice", &["a:read"]), &mut admin_event("ev1", "tok1"))
+        .unwrap();
+    store.record_last_used(&[("tok1".into(), t("2026-02-02T00:00:00Z"))]).unwrap();
+    store
+        .record_last_used(&[
+            ("tok1".into(), t("2026-02-01T00:00:00Z")),
+            ("ghost".into(), t("2026-02-01T00:00:00Z")),
+        ])
+        .unwrap();
+    let tok = store.get_token("tok1").unwrap().unwrap();
+    assert_eq!(tok.last_used_at, Some(t("2026-02-02T00:00:00Z")));
+    assert_eq!(tok.revision, 1, "last use is not a change of grants");
+}
+
+pub(crate) fn keeps_metadata(store: &dyn Store) {
+    assert_eq!(store.meta_get("k").unwrap(), None);
+    store.meta_set("k", "v1").unwrap();
+    store.meta_set("k", "v2").unwrap();
+    assert_eq!(store.meta_get("k").unwrap().as_deref(), Some("v2"));
+    store.ping().unwrap();
+}
+
+/// Instantiates every conformance check as a `#[test]` for one backend.
+macro_rules! suite {
+    ($make:expr) => {
+        #[test]
+        fn round_trips_tokens() {
+            let (_guard, store) = $make;
+            $crate::conformance::round_trips_tokens(&store);
+        }
+        #[test]
+        fn refuses_duplicate_token_ids_and_keeps_nothing() {
+            let (_guard, store) = $make;
+            $crate::conformance::refuses_duplicate_token_ids_and_keeps_nothing(&store);
+        }
+        #[test]
+        fn updates_with_optimistic_concurrency() {
+            let (_guard, store) = $make;
+            $crate::conformance::updates_with_optimistic_concurrency(&store);
+        }
+        #[test]
+        fn lists_tokens_with_filters_and_pages() {
+            let (_guard, store) = $make;
+            $crate::conformance::lists_tokens_with_filters_and_pages(&store);
+        }
+        #[test]
+        fn appends_events_gap_free_and_lists_them() {
+            let (_guard, store) = $make;
+            $crate::conformance::appends_events_gap_free_and_lists_them(&store);
+        }
+        #[test]
+        fn last_used_only_moves_forward() {
+            let (_guard, store) = $make;
+            $crate::conformance::last_used_only_moves_forward(&store);
+        }
+        #[test]
+        fn keeps_metadata() {
+            let (_guard, store) = $make;
+            $crate::conformance::keeps_metadata(&store);
+        }
+    };
+}
+pub(crate) use suite;
+
+mod sqlite {
+    use crate::{SqliteStore, Store};
+
+    fn make() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+        (dir, store)
+    }
+
+    super::suite!(make());
+
+    #[test]
+    fn events_table_refuses_updates_and_deletes() {
+        let (_dir, store) = make();
+        store.append(&mut [super::access_event("a0", None, token::Reason::Ok)]).unwrap();
+        let conn = rusqlite::Connection::open(store.path()).unwrap();
+        let upd = conn.execute("UPDATE events SET reason = 'ok' WHERE seq = 0", []);
+        assert!(upd.unwrap_err().to_string().contains("append-only"));
+        let del = conn.execute("DELETE FROM events", []);
+        assert!(del.unwrap_err().to_string().contains("append-only"));
+    }
+
+    #[test]
+    fn reopening_keeps_everything_and_does_not_migrate_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            super::round_trips_tokens(&store);
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.event_count().unwrap(), 1);
+        assert!(store.get_token("tok1").unwrap().is_some());
+    }
+}

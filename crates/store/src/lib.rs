@@ -1,0 +1,181 @@
+//! Storage for tokens, audit events and server metadata, behind the [`Store`] trait.
+//!
+//! SQLite (embedded, the zero-config default) lives in [`sqlite`]. Dialect-specific SQL never
+//! leaves this crate, and every backend must pass the same conformance suite (`conformance`
+//! tests). The events table is append-only: no method here updates or deletes an event.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use ledger::event::{Event, Kind, Verdict};
+use token::{Reason, Scope, TokenRecord, TokenState};
+
+mod codec;
+pub mod sqlite;
+
+#[cfg(test)]
+mod conformance;
+
+pub use sqlite::SqliteStore;
+
+/// What can go wrong in a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An id that must be unique already exists.
+    #[error("{0} already exists")]
+    Duplicate(String),
+    /// The record changed since it was read (optimistic concurrency).
+    #[error("{0} was changed concurrently; read it again and retry")]
+    Conflict(String),
+    /// The record does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The store cannot write or read now (disk full, I/O error, read-only file system).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data that cannot be decoded.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// Any other backend failure.
+    #[error("store error: {0}")]
+    Backend(String),
+}
+
+/// Shorthand for store results.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// One page of results and the key to continue after its last item.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page<T> {
+    /// The items, in the requested order.
+    pub items: Vec<T>,
+    /// The position to continue from when more items exist.
+    pub next: Option<i64>,
+}
+
+/// Filters for listing tokens. Results are in creation order.
+#[derive(Clone, Debug)]
+pub struct TokenQuery {
+    /// Exact owner.
+    pub owner: Option<String>,
+    /// Tokens whose grants imply this scope.
+    pub scope: Option<Scope>,
+    /// Tokens in this state at `now`.
+    pub state: Option<TokenState>,
+    /// Tokens with this label key (and value, when given).
+    pub label: Option<(String, Option<String>)>,
+    /// Continue after this position (from [`Page::next`]).
+    pub after: Option<i64>,
+    /// Page size.
+    pub limit: u32,
+    /// The time states are evaluated at.
+    pub now: Timestamp,
+}
+
+/// Result order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// Oldest first.
+    Asc,
+    /// Newest first.
+    Desc,
+}
+
+/// Filters for listing events.
+#[derive(Clone, Debug)]
+pub struct EventQuery {
+    /// Access or admin.
+    pub kind: Option<Kind>,
+    /// The token that acted.
+    pub token_id: Option<String>,
+    /// Admin events about this token.
+    pub target: Option<String>,
+    /// Event source.
+    pub source: Option<String>,
+    /// Allow or deny.
+    pub decision: Option<Verdict>,
+    /// Reason code.
+    pub reason: Option<Reason>,
+    /// Events at or after this time.
+    pub since: Option<Timestamp>,
+    /// Events before this time.
+    pub until: Option<Timestamp>,
+    /// Continue after this position (exclusive, in the direction of `order`).
+    pub after: Option<i64>,
+    /// Newest or oldest first.
+    pub order: Order,
+    /// Page size.
+    pub limit: u32,
+}
+
+impl Default for EventQuery {
+    fn default() -> Self {
+        EventQuery {
+            kind: None,
+            token_id: None,
+            target: None,
+            source: None,
+            decision: None,
+            reason: None,
+            since: None,
+            until: None,
+            after: None,
+            order: Order::Desc,
+            limit: 100,
+        }
+    }
+}
+
+/// The storage every tokentrail node uses.
+///
+/// Methods are synchronous; async callers run them on blocking threads. Every change to a token
+/// is stored in the same transaction as the admin event that describes it.
+pub trait Store: Send + Sync + 'static {
+    /// The backend's name (`sqlite`, `postgres`).
+    fn backend(&self) -> &'static str;
+
+    /// Checks that the store can be read.
+    fn ping(&self) -> Result<()>;
+
+    /// Stores a new token and its admin event atomically; sets `event.seq`.
+    fn insert_token(&self, token: &TokenRecord, event: &mut Event) -> Result<()>;
+
+    /// Replaces a token if its stored revision is `expected_revision`, with its admin event,
+    /// atomically; sets `event.seq`. `token.revision` must be `expected_revision + 1`.
+    fn update_token(
+        &self,
+        token: &TokenRecord,
+        expected_revision: u64,
+        event: &mut Event,
+    ) -> Result<()>;
+
+    /// One token by id.
+    fn get_token(&self, id: &str) -> Result<Option<TokenRecord>>;
+
+    /// Tokens matching a query.
+    fn list_tokens(&self, query: &TokenQuery) -> Result<Page<TokenRecord>>;
+
+    /// How many tokens are in each state at `now`.
+    fn count_tokens(&self, now: Timestamp) -> Result<BTreeMap<&'static str, u64>>;
+
+    /// Records last use times (a batch; never moves a time backwards).
+    fn record_last_used(&self, uses: &[(String, Timestamp)]) -> Result<()>;
+
+    /// Appends events in order, atomically; sets each event's `seq`.
+    fn append(&self, events: &mut [Event]) -> Result<()>;
+
+    /// One event by id.
+    fn get_event(&self, id: &str) -> Result<Option<Event>>;
+
+    /// Events matching a query.
+    fn list_events(&self, query: &EventQuery) -> Result<Page<Event>>;
+
+    /// Number of events stored (the next position).
+    fn event_count(&self) -> Result<u64>;
+
+    /// A metadata value.
+    fn meta_get(&self, key: &str) -> Result<Option<String>>;
+
+    /// Sets a metadata value.
+    fn meta_set(&self, key: &str, value: &str) -> Result<()>;
+}

@@ -1,0 +1,804 @@
+//! The embedded SQLite backend (bundled SQLite, WAL mode, `synchronous=FULL`).
+//!
+//! One writer connection behind a mutex serializes writes (SQLite allows one writer at a time
+//! anyway); reads use a small pool of read-only connections so they never wait for a write.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use jiff::Timestamp;
+use ledger::event::{Event, Kind, Verdict};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{
+    Connection, ErrorCode, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior,
+    params,
+};
+use token::{Reason, TokenRecord, TokenState};
+
+use crate::codec;
+use crate::{EventQuery, Order, Page, Result, Store, StoreError, TokenQuery};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE tokens (
+    pk                INTEGER PRIMARY KEY,
+    id                TEXT NOT NULL UNIQUE,
+    name              TEXT NOT NULL,
+    owner             TEXT NOT NULL,
+    description       TEXT NOT NULL,
+    labels            TEXT NOT NULL,
+    scopes            TEXT NOT NULL,
+    created_at        INTEGER NOT NULL,
+    created_by        TEXT NOT NULL,
+    updated_at        INTEGER NOT NULL,
+    expires_at        INTEGER,
+    not_before        INTEGER,
+    allowed_cidrs     TEXT NOT NULL,
+    rate_limit        TEXT,
+    last_used_at      INTEGER,
+    revoked_at        INTEGER,
+    revoked_by        TEXT,
+    revoke_reason     TEXT,
+    secret_hash       BLOB NOT NULL,
+    secret_created_at INTEGER NOT NULL,
+    prev_secret_hash  BLOB,
+    prev_secret_until INTEGER,
+    revision          INTEGER NOT NULL
+);
+CREATE INDEX tokens_owner ON tokens(owner, pk);
+
+-- Denormalized grants and labels so that "who can write orders?" is one indexed query.
+CREATE TABLE token_scopes (
+    token_pk INTEGER NOT NULL REFERENCES tokens(pk),
+    resource TEXT NOT NULL,
+    action   TEXT NOT NULL,
+    PRIMARY KEY (token_pk, resource, action)
+) WITHOUT ROWID;
+CREATE INDEX token_scopes_resource ON token_scopes(resource, action);
+
+CREATE TABLE token_labels (
+    token_pk INTEGER NOT NULL REFERENCES tokens(pk),
+    key      TEXT NOT NULL,
+    value    TEXT NOT NULL,
+    PRIMARY KEY (token_pk, key)
+) WITHOUT ROWID;
+CREATE INDEX token_labels_kv ON token_labels(key, value);
+
+-- The audit log: positions 0..n-1, append-only (the triggers refuse changes).
+CREATE TABLE events (
+    seq               INTEGER PRIMARY KEY,
+    id                TEXT NOT NULL UNIQUE,
+    time_us           INTEGER NOT NULL,
+    kind              TEXT NOT NULL,
+    source            TEXT NOT NULL,
+    token_id          TEXT,
+    token_fingerprint TEXT,
+    owner             TEXT,
+    source_ip         TEXT,
+    user_agent        TEXT,
+    method            TEXT,
+    path              TEXT,
+    route             TEXT,
+    resource          TEXT,
+    action            TEXT,
+    sensitivity       TEXT NOT NULL,
+    decision          TEXT NOT NULL,
+    reason            TEXT NOT NULL,
+    status            INTEGER,
+    latency_us        INTEGER,
+    bytes_out         INTEGER,
+    request_id        TEXT,
+    node              TEXT,
+    operation         TEXT,
+    target            TEXT,
+    required_scope    TEXT,
+    granted_scopes    TEXT NOT NULL,
+    explanation       TEXT,
+    details           TEXT NOT NULL
+);
+CREATE INDEX events_token ON events(token_id, seq);
+CREATE INDEX events_target ON events(target, seq) WHERE target IS NOT NULL;
+CREATE INDEX events_time ON events(time_us);
+CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+    BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+    BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+"#];
+
+const READERS: usize = 4;
+
+/// The SQLite store.
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn classify(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            ErrorCode::DiskFull
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::ReadOnly
+            | ErrorCode::CannotOpen
+            | ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::OutOfMemory => StoreError::Unavailable(e.to_string()),
+            ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
+                StoreError::Corrupt(e.to_string())
+            }
+            _ => StoreError::Backend(e.to_string()),
+        },
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave SQLite inconsistent (the transaction rolls
+    // back when dropped), so a poisoned lock is safe to reuse.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn configure(conn: &Connection) -> Result<()> {
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 5000;
+         PRAGMA cache_size = -65536;
+         PRAGMA wal_autocheckpoint = 10000;",
+    )
+    .map_err(classify)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        let conn = Connection::open(path).map_err(classify)?;
+        restrict_permissions(path);
+        configure(&conn)?;
+        migrate(&conn)?;
+        Ok(SqliteStore {
+            path: path.to_owned(),
+            writer: Mutex::new(conn),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = lock(&self.readers).pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                        | OpenFlags::SQLITE_OPEN_URI,
+                )
+                .map_err(classify)?;
+                c.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA cache_size = -16384;")
+                    .map_err(classify)?;
+                c
+            }
+        };
+        let out = f(&conn);
+        let mut pool = lock(&self.readers);
+        if pool.len() < READERS {
+            pool.push(conn);
+        }
+        out
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = lock(&self.writer);
+        let tx =
+            conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(classify)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(classify)?;
+        Ok(out)
+    }
+}
+
+#[cfg(unix)]
+fn restrict_permissions(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    // Best effort: the data directory itself is 0700, this is defence in depth.
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_path: &Path) {}
+
+fn migrate(conn: &Connection) -> Result<()> {
+    let version: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+        .map_err(classify)? as usize;
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::Backend(format!(
+            "the database schema (version {version}) is newer than this binary understands ({}); upgrade tokentrail",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        ))
+        .map_err(classify)?;
+    }
+    Ok(())
+}
+
+const TOKEN_COLUMNS: &str = "pk, id, name, owner, description, labels, scopes, created_at, created_by, \
+    updated_at, expires_at, not_before, allowed_cidrs, rate_limit, last_used_at, revoked_at, revoked_by, \
+    revoke_reason, secret_hash, secret_created_at, prev_secret_hash, prev_secret_until, revision";
+
+fn token_from_row(r: &Row<'_>) -> rusqlite::Result<(i64, Result<TokenRecord>)> {
+    let pk: i64 = r.get(0)?;
+    let labels: String = r.get(5)?;
+    let scopes: String = r.get(6)?;
+    let cidrs: String = r.get(12)?;
+    let rate: Option<String> = r.get(13)?;
+    let hash: Vec<u8> = r.get(18)?;
+    let prev_hash: Option<Vec<u8>> = r.get(20)?;
+    let prev_until: Option<i64> = r.get(21)?;
+    let raw = (
+        r.get::<_, String>(1)?,
+        r.get::<_, String>(2)?,
+        r.get::<_, String>(3)?,
+        r.get::<_, String>(4)?,
+        r.get::<_, i64>(7)?,
+        r.get::<_, String>(8)?,
+        r.get::<_, i64>(9)?,
+        r.get::<_, Option<i64>>(10)?,
+        r.get::<_, Option<i64>>(11)?,
+        r.get::<_, Option<i64>>(14)?,
+        r.get::<_, Option<i64>>(15)?,
+        r.get::<_, Option<String>>(16)?,
+        r.get::<_, Option<String>>(17)?,
+        r.get::<_, i64>(19)?,
+        r.get::<_, i64>(22)?,
+    );
+    let decode = move || -> Result<TokenRecord> {
+        let (
+            id,
+            name,
+            owner,
+            description,
+            created_at,
+            created_by,
+            updated_at,
+            expires_at,
+            not_before,
+            last_used_at,
+            revoked_at,
+            revoked_by,
+            revoke_reason,
+            secret_created_at,
+            revision,
+        ) = raw;
+        let previous_secret = match (prev_hash, prev_until) {
+            (Some(h), Some(u)) => Some((codec::hash(h)?, codec::time(u)?)),
+            _ => None,
+        };
+        Ok(TokenRecord {
+            id,
+            name,
+            owner,
+            description,
+            labels: codec::json_to_map(&labels)?,
+            scopes: codec::scopes(&scopes)?,
+            created_at: codec::time(created_at)?,
+            created_by,
+            updated_at: codec::time(updated_at)?,
+            expires_at: codec::opt_time(expires_at)?,
+            not_before: codec::opt_time(not_before)?,
+            allowed_cidrs: codec::cidrs(&cidrs)?,
+            rate_limit: codec::rate_limit(rate)?,
+            last_used_at: codec::opt_time(last_used_at)?,
+            revoked_at: codec::opt_time(revoked_at)?,
+            revoked_by,
+            revoke_reason,
+            secret_hash: codec::hash(hash)?,
+            secret_created_at: codec::time(secret_created_at)?,
+            previous_secret,
+            revision: u64::try_from(revision)
+                .map_err(|_| StoreError::Corrupt("negative revision".into()))?,
+        })
+    };
+    Ok((pk, decode()))
+}
+
+fn token_values(t: &TokenRecord) -> Vec<SqlValue> {
+    let scopes: Vec<String> = t.scopes.iter().map(ToString::to_string).collect();
+    let cidrs: Vec<String> = t.allowed_cidrs.iter().map(ToString::to_string).collect();
+    vec![
+        SqlValue::Text(t.id.clone()),
+        SqlValue::Text(t.name.clone()),
+        SqlValue::Text(t.owner.clone()),
+        SqlValue::Text(t.description.clone()),
+        SqlValue::Text(codec::map_to_json(&t.labels)),
+        SqlValue::Text(codec::strings_to_json(&scopes)),
+        SqlValue::Integer(codec::micros(t.created_at)),
+        SqlValue::Text(t.created_by.clone()),
+        SqlValue::Integer(codec::micros(t.updated_at)),
+        codec::opt_micros(t.expires_at).map_or(SqlValue::Null, SqlValue::Integer),
+        codec::opt_micros(t.not_before).map_or(SqlValue::Null, SqlValue::Integer),
+        SqlValue::Text(codec::strings_to_json(&cidrs)),
+        t.rate_limit.map_or(SqlValue::Null, |r| SqlValue::Text(r.to_string())),
+        codec::opt_micros(t.last_used_at).map_or(SqlValue::Null, SqlValue::Integer),
+        codec::opt_micros(t.revoked_at).map_or(SqlValue::Null, SqlValue::Integer),
+        t.revoked_by.clone().map_or(SqlValue::Null, SqlValue::Text),
+        t.revoke_reason.clone().map_or(SqlValue::Null, SqlValue::Text),
+        SqlValue::Blob(t.secret_hash.0.to_vec()),
+        SqlValue::Integer(codec::micros(t.secret_created_at)),
+        t.previous_secret.map_or(SqlValue::Null, |(h, _)| SqlValue::Blob(h.0.to_vec())),
+        t.previous_secret.map_or(SqlValue::Null, |(_, u)| SqlValue::Integer(codec::micros(u))),
+        SqlValue::Integer(i64::try_from(t.revision).unwrap_or(i64::MAX)),
+    ]
+}
+
+fn write_grants(tx: &Transaction<'_>, pk: i64, t: &TokenRecord) -> Result<()> {
+    tx.execute("DELETE FROM token_scopes WHERE token_pk = ?1", [pk]).map_err(classify)?;
+    tx.execute("DELETE FROM token_labels WHERE token_pk = ?1", [pk]).map_err(classify)?;
+    let mut scope = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO token_scopes (token_pk, resource, action) VALUES (?1, ?2, ?3)",
+        )
+        .map_err(classify)?;
+    for s in &t.scopes {
+        scope.execute(params![pk, s.resource(), s.action().as_str()]).map_err(classify)?;
+    }
+    let mut label = tx
+        .prepare_cached("INSERT INTO token_labels (token_pk, key, value) VALUES (?1, ?2, ?3)")
+        .map_err(classify)?;
+    for (k, v) in &t.labels {
+        label.execute(params![pk, k, v]).map_err(classify)?;
+    }
+    Ok(())
+}
+
+const EVENT_COLUMNS: &str = "seq, id, time_us, kind, source, token_id, token_fingerprint, owner, source_ip, \
+    user_agent, method, path, route, resource, action, sensitivity, decision, reason, status, latency_us, \
+    bytes_out, request_id, node, operation, target, required_scope, granted_scopes, explanation, details";
+
+fn text(v: &Option<String>) -> SqlValue {
+    v.clone().map_or(SqlValue::Null, SqlValue::Text)
+}
+
+fn int(v: Option<u64>) -> SqlValue {
+    v.map_or(SqlValue::Null, |n| SqlValue::Integer(i64::try_from(n).unwrap_or(i64::MAX)))
+}
+
+fn event_values(seq: i64, e: &Event) -> Vec<SqlValue> {
+    vec![
+        SqlValue::Integer(seq),
+        SqlValue::Text(e.id.clone()),
+        SqlValue::Integer(codec::micros(e.time)),
+        SqlValue::Text(e.kind.as_str().to_owned()),
+        SqlValue::Text(e.source.clone()),
+        text(&e.token_id),
+        text(&e.token_fingerprint),
+        text(&e.owner),
+        text(&e.source_ip),
+        text(&e.user_agent),
+        text(&e.method),
+        text(&e.path),
+        text(&e.route),
+        text(&e.resource),
+        text(&e.action),
+        SqlValue::Text(codec::strings_to_json(&e.sensitivity)),
+        SqlValue::Text(e.decision.as_str().to_owned()),
+        SqlValue::Text(e.reason.as_str().to_owned()),
+        int(e.status.map(u64::from)),
+        int(e.latency_us),
+        int(e.bytes_out),
+        text(&e.request_id),
+        text(&e.node),
+        text(&e.operation),
+        text(&e.target),
+        text(&e.required_scope),
+        SqlValue::Text(codec::strings_to_json(&e.granted_scopes)),
+        text(&e.explanation),
+        SqlValue::Text(codec::map_to_json(&e.details)),
+    ]
+}
+
+fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Event>> {
+    let seq: i64 = r.get(0)?;
+    let time_us: i64 = r.get(2)?;
+    let kind: String = r.get(3)?;
+    let sensitivity: String = r.get(15)?;
+    let decision: String = r.get(16)?;
+    let reason: String = r.get(17)?;
+    let status: Option<i64> = r.get(18)?;
+    let latency: Option<i64> = r.get(19)?;
+    let bytes: Option<i64> = r.get(20)?;
+    let granted: String = r.get(26)?;
+    let details: String = r.get(28)?;
+    let mut e = Event::new(r.get(1)?, Timestamp::UNIX_EPOCH, Kind::Access, "", Reason::Ok);
+    e.source = r.get(4)?;
+    e.token_id = r.get(5)?;
+    e.token_fingerprint = r.get(6)?;
+    e.owner = r.get(7)?;
+    e.source_ip = r.get(8)?;
+    e.user_agent = r.get(9)?;
+    e.method = r.get(10)?;
+    e.path = r.get(11)?;
+    e.route = r.get(12)?;
+    e.resource = r.get(13)?;
+    e.action = r.get(14)?;
+    e.request_id = r.get(21)?;
+    e.node = r.get(22)?;
+    e.operation = r.get(23)?;
+    e.target = r.get(24)?;
+    e.required_scope = r.get(25)?;
+    e.explanation = r.get(27)?;
+    let decode = move || -> Result<Event> {
+        let corrupt =
+            |what: &str, v: &str| StoreError::Corrupt(format!("event {seq}: bad {what} {v:?}"));
+        e.seq = Some(u64::try_from(seq).map_err(|_| corrupt("seq", "negative"))?);
+        e.time = codec::time(time_us)?;
+        e.kind = Kind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?;
+        e.decision = Verdict::parse(&decision).ok_or_else(|| corrupt("decision", &decision))?;
+        e.reason = Reason::parse(&reason).ok_or_else(|| corrupt("reason", &reason))?;
+        e.sensitivity = codec::json_to_strings(&sensitivity)?;
+        e.granted_scopes = codec::json_to_strings(&granted)?;
+        e.details = codec::json_to_map(&details)?;
+        e.status = status
+            .map(|s| u16::try_from(s).map_err(|_| corrupt("status", &s.to_string())))
+            .transpose()?;
+        e.latency_us = latency.and_then(|v| u64::try_from(v).ok());
+        e.bytes_out = bytes.and_then(|v| u64::try_from(v).ok());
+        Ok(e)
+    };
+    Ok(decode())
+}
+
+fn append_in(tx: &Transaction<'_>, events: &mut [Event]) -> Result<()> {
+    let next: i64 = tx
+        .query_row("SELECT COALESCE(MAX(seq) + 1, 0) FROM events", [], |r| r.get(0))
+        .map_err(classify)?;
+    let placeholders = (1..=29).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+    let mut stmt = tx
+        .prepare_cached(&format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES ({placeholders})"))
+        .map_err(classify)?;
+    for (i, e) in events.iter_mut().enumerate() {
+        let seq = next + i as i64;
+        stmt.execute(rusqlite::params_from_iter(event_values(seq, e))).map_err(
+            |err| match classify(err) {
+                StoreError::Backend(m) if m.contains("UNIQUE") => {
+                    StoreError::Duplicate(format!("event {}", e.id))
+                }
+                other => other,
+            },
+        )?;
+        e.seq = Some(seq as u64);
+    }
+    Ok(())
+}
+
+fn collect<T>(rows: Vec<Result<T>>) -> Result<Vec<T>> {
+    rows.into_iter().collect()
+}
+
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn ping(&self) -> Result<()> {
+        self.read(|c| c.query_row("SELECT COUNT(*) FROM meta", [], |_| Ok(())).map_err(classify))
+    }
+
+    fn insert_token(&self, token: &TokenRecord, event: &mut Event) -> Result<()> {
+        self.write(|tx| {
+            let placeholders = (1..=22).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+            let columns = TOKEN_COLUMNS.trim_start_matches("pk, ");
+            tx.execute(
+                &format!("INSERT INTO tokens ({columns}) VALUES ({placeholders})"),
+                rusqlite::params_from_iter(token_values(token)),
+            )
+            .map_err(|e| match classify(e) {
+                StoreError::Backend(m) if m.contains("UNIQUE") => {
+                    StoreError::Duplicate(format!("token {}", token.id))
+                }
+                other => other,
+            })?;
+            let pk = tx.last_insert_rowid();
+            write_grants(tx, pk, token)?;
+            append_in(tx, std::slice::from_mut(event))
+        })
+    }
+
+    fn update_token(
+        &self,
+        token: &TokenRecord,
+        expected_revision: u64,
+        event: &mut Event,
+    ) -> Result<()> {
+        self.write(|tx| {
+            let found: Option<(i64, i64)> = tx
+                .query_row("SELECT pk, revision FROM tokens WHERE id = ?1", [&token.id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+                .map_err(classify)?;
+            let (pk, revision) =
+                found.ok_or_else(|| StoreError::NotFound(format!("token {}", token.id)))?;
+            if u64::try_from(revision).ok() != Some(expected_revision)
+                || token.revision != expected_revision + 1
+            {
+                return Err(StoreError::Conflict(format!("token {}", token.id)));
+            }
+            let sets: Vec<String> = TOKEN_COLUMNS
+                .split(", ")
+                .skip(2)
+                .enumerate()
+                .map(|(i, c)| format!("{c} = ?{}", i + 2))
+                .collect();
+            tx.execute(
+                &format!("UPDATE tokens SET {} WHERE id = ?1", sets.join(", ")),
+                rusqlite::params_from_iter(token_values(token)),
+            )
+            .map_err(classify)?;
+            write_grants(tx, pk, token)?;
+            append_in(tx, std::slice::from_mut(event))
+        })
+    }
+
+    fn get_token(&self, id: &str) -> Result<Option<TokenRecord>> {
+        self.read(|c| {
+            let row = c
+                .query_row(
+                    &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"),
+                    [id],
+                    token_from_row,
+                )
+                .optional()
+                .map_err(classify)?;
+            row.map(|(_, t)| t).transpose()
+        })
+    }
+
+    fn list_tokens(&self, q: &TokenQuery) -> Result<Page<TokenRecord>> {
+        let mut sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens t WHERE 1 = 1");
+        let mut args: Vec<SqlValue> = Vec::new();
+        let mut arg = |v: SqlValue| {
+            args.push(v);
+            format!("?{}", args.len())
+        };
+        if let Some(owner) = &q.owner {
+            sql += &format!(" AND t.owner = {}", arg(SqlValue::Text(owner.clone())));
+        }
+        if let Some(after) = q.after {
+            sql += &format!(" AND t.pk > {}", arg(SqlValue::Integer(after)));
+        }
+        if let Some(scope) = &q.scope {
+            let res = arg(SqlValue::Text(scope.resource().to_owned()));
+            let actions: Vec<String> = [
+                token::Action::Read,
+                token::Action::Write,
+                token::Action::Admin,
+                token::Action::Verify,
+            ]
+            .into_iter()
+            .filter(|a| a.implies(scope.action()))
+            .map(|a| arg(SqlValue::Text(a.as_str().to_owned())))
+            .collect();
+            let wildcard = if scope.resource() == token::scope::RESERVED_RESOURCE {
+                ""
+            } else {
+                " OR s.resource = '*'"
+            };
+            sql += &format!(
+                " AND EXISTS (SELECT 1 FROM token_scopes s WHERE s.token_pk = t.pk AND (s.resource = {res}{wildcard}) AND s.action IN ({}))",
+                actions.join(", ")
+            );
+        }
+        if let Some((key, value)) = &q.label {
+            let k = arg(SqlValue::Text(key.clone()));
+            match value {
+                Some(v) => {
+                    let v = arg(SqlValue::Text(v.clone()));
+                    sql += &format!(
+                        " AND EXISTS (SELECT 1 FROM token_labels l WHERE l.token_pk = t.pk AND l.key = {k} AND l.value = {v})"
+                    );
+                }
+                None => {
+                    sql += &format!(
+                        " AND EXISTS (SELECT 1 FROM token_labels l WHERE l.token_pk = t.pk AND l.key = {k})"
+                    )
+                }
+            }
+        }
+        if let Some(state) = q.state {
+            let now = arg(SqlValue::Integer(codec::micros(q.now)));
+            sql += &match state {
+                TokenState::Revoked => " AND t.revoked_at IS NOT NULL".to_owned(),
+                TokenState::Expired => {
+                    format!(" AND t.revoked_at IS NULL AND t.expires_at <= {now}")
+                }
+                TokenState::NotYetValid => format!(
+                    " AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > {now}) AND t.not_before > {now}"
+                ),
+                TokenState::Active => format!(
+                    " AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > {now}) AND (t.not_before IS NULL OR t.not_before <= {now})"
+                ),
+            };
+        }
+        let limit = i64::from(q.limit.max(1));
+        sql += &format!(" ORDER BY t.pk LIMIT {}", arg(SqlValue::Integer(limit + 1)));
+        self.read(|c| {
+            let mut stmt = c.prepare(&sql).map_err(classify)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args), token_from_row)
+                .map_err(classify)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(classify)?;
+            let more = rows.len() as i64 > limit;
+            let mut items = Vec::new();
+            let mut last = None;
+            for (pk, t) in rows.into_iter().take(limit as usize) {
+                items.push(t?);
+                last = Some(pk);
+            }
+            Ok(Page { items, next: if more { last } else { None } })
+        })
+    }
+
+    fn count_tokens(&self, now: Timestamp) -> Result<BTreeMap<&'static str, u64>> {
+        let now = codec::micros(now);
+        self.read(|c| {
+            let (active, revoked, expired, future): (i64, i64, i64, i64) = c
+                .query_row(
+                    "SELECT
+                        COALESCE(SUM(revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?1) AND (not_before IS NULL OR not_before <= ?1)), 0),
+                        COALESCE(SUM(revoked_at IS NOT NULL), 0),
+                        COALESCE(SUM(revoked_at IS NULL AND expires_at <= ?1), 0),
+                        COALESCE(SUM(revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?1) AND not_before > ?1), 0)
+                     FROM tokens",
+                    [now],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .map_err(classify)?;
+            let n = |v: i64| u64::try_from(v).unwrap_or(0);
+            Ok(BTreeMap::from([
+                (TokenState::Active.as_str(), n(active)),
+                (TokenState::Revoked.as_str(), n(revoked)),
+                (TokenState::Expired.as_str(), n(expired)),
+                (TokenState::NotYetValid.as_str(), n(future)),
+            ]))
+        })
+    }
+
+    fn record_last_used(&self, uses: &[(String, Timestamp)]) -> Result<()> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE tokens SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)",
+                )
+                .map_err(classify)?;
+            for (id, at) in uses {
+                stmt.execute(params![id, codec::micros(*at)]).map_err(classify)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn append(&self, events: &mut [Event]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| append_in(tx, events))
+    }
+
+    fn get_event(&self, id: &str) -> Result<Option<Event>> {
+        self.read(|c| {
+            c.query_row(
+                &format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"),
+                [id],
+                event_from_row,
+            )
+            .optional()
+            .map_err(classify)?
+            .transpose()
+        })
+    }
+
+    fn list_events(&self, q: &EventQuery) -> Result<Page<Event>> {
+        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE 1 = 1");
+        let mut args: Vec<SqlValue> = Vec::new();
+        let mut arg = |v: SqlValue| {
+            args.push(v);
+            format!("?{}", args.len())
+        };
+        let mut eq = |col: &str, v: Option<String>| {
+            v.map(|v| format!(" AND {col} = {}", arg(SqlValue::Text(v)))).unwrap_or_default()
+        };
+        sql += &eq("kind", q.kind.map(|k| k.as_str().to_owned()));
+        sql += &eq("token_id", q.token_id.clone());
+        sql += &eq("target", q.target.clone());
+        sql += &eq("source", q.source.clone());
+        sql += &eq("decision", q.decision.map(|d| d.as_str().to_owned()));
+        sql += &eq("reason", q.reason.map(|r| r.as_str().to_owned()));
+        let mut arg = |v: SqlValue| {
+            args.push(v);
+            format!("?{}", args.len())
+        };
+        if let Some(since) = q.since {
+            sql += &format!(" AND time_us >= {}", arg(SqlValue::Integer(codec::micros(since))));
+        }
+        if let Some(until) = q.until {
+            sql += &format!(" AND time_us < {}", arg(SqlValue::Integer(codec::micros(until))));
+        }
+        let (cmp, dir) = match q.order {
+            Order::Asc => (">", "ASC"),
+            Order::Desc => ("<", "DESC"),
+        };
+        if let Some(after) = q.after {
+            sql += &format!(" AND seq {cmp} {}", arg(SqlValue::Integer(after)));
+        }
+        let limit = i64::from(q.limit.max(1));
+        sql += &format!(" ORDER BY seq {dir} LIMIT {}", arg(SqlValue::Integer(limit + 1)));
+        self.read(|c| {
+            let mut stmt = c.prepare(&sql).map_err(classify)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args), event_from_row)
+                .map_err(classify)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(classify)?;
+            let more = rows.len() as i64 > limit;
+            let items = collect(rows.into_iter().take(limit as usize).collect())?;
+            let next = if more {
+                items.last().and_then(|e: &Event| e.seq).map(|s| s as i64)
+            } else {
+                None
+            };
+            Ok(Page { items, next })
+        })
+    }
+
+    fn event_count(&self) -> Result<u64> {
+        self.read(|c| {
+            let n: i64 = c
+                .query_row("SELECT COALESCE(MAX(seq) + 1, 0) FROM events", [], |r| r.get(0))
+                .map_err(classify)?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+    }
+
+    fn meta_get(&self, key: &str) -> Result<Option<String>> {
+        self.read(|c| {
+            c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()
+                .map_err(classify)
+        })
+    }
+
+    fn meta_set(&self, key: &str, value: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [key, value],
+            )
+            .map_err(classify)?;
+            Ok(())
+        })
+    }
+}
