@@ -1,0 +1,258 @@
+//! The configuration schema: the [`Config`] struct, its defaults, the registry of keys and the
+//! rules that relate keys to each other. This file is the one place to edit to add a key.
+//!
+//! # Adding a key
+//! 1. Add the field, with a doc comment that states its default, to the struct of its section
+//!    (add a section struct and a field on [`Config`] for a new section).
+//! 2. Give it its default in [`Config::defaults`].
+//! 3. Add one line to the `keys!` invocation: `"section.key" => section.key;` (or
+//!    `"section.key" => section.key, check = some_fn;` if the key has a range or shape rule
+//!    beyond its type; `some_fn` takes the parsed value and returns `Result<(), String>`).
+//!    The environment variable and flag names are derived from the path. A field of a new type
+//!    needs an implementation of `value::Value`.
+//! 4. Document it in `docs/config.example.toml` and `docs/configuration.md`; the crate's tests
+//!    fail until both mention it.
+//!
+//! Rules that involve more than one key go in [`cross_checks`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::ErrorKind;
+use crate::value::{Input, Problem, Value};
+
+/// tokentrail's whole configuration, after file, environment, flags and validation.
+///
+/// Every field has a default, so [`Config::defaults`] is a working configuration on its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// `data_dir`: where the embedded store, the signing key, the hashing pepper and the
+    /// bootstrap admin token live. Default `./tokentrail-data`, relative to the working directory.
+    pub data_dir: PathBuf,
+    /// `listen`: address of the admin API. Default `127.0.0.1:8720`.
+    pub listen: SocketAddr,
+    /// `node`: this node's name, recorded in every event. Default: the hostname the caller passes
+    /// in [`Defaults`], or `local`.
+    pub node: String,
+    /// `[log]`: logging.
+    pub log: LogConfig,
+    /// `[tokens]`: token format and lifetimes.
+    pub tokens: TokenConfig,
+    /// `[limits]`: request limits.
+    pub limits: LimitsConfig,
+}
+
+/// The `[log]` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `log.format`: `text` for people, `json` for log collectors. Default `text`.
+    pub format: LogFormat,
+    /// `log.level`: a `tracing` `EnvFilter` directive such as `info` or
+    /// `info,tokentrail=debug`. Default `info`.
+    pub level: String,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (`text`).
+    Text,
+    /// One JSON object per line (`json`).
+    Json,
+}
+
+impl LogFormat {
+    /// The name used in configuration: `text` or `json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+impl std::fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `[tokens]` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenConfig {
+    /// `tokens.prefix`: the first part of every issued token. Default `ttk`.
+    pub prefix: token::Prefix,
+    /// `tokens.default_lifetime`: lifetime of a token issued without an expiry. Default `90d`;
+    /// at most `tokens.max_lifetime`.
+    pub default_lifetime: Duration,
+    /// `tokens.max_lifetime`: the longest lifetime a token may be issued with. Default `365d`.
+    pub max_lifetime: Duration,
+    /// `tokens.max_rotation_grace`: the longest time the old secret of a rotated token may keep
+    /// working. Default `7d`.
+    pub max_rotation_grace: Duration,
+}
+
+/// The `[limits]` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// `limits.max_body_bytes`: the largest request body the admin API accepts. Default 65536;
+    /// between 1024 and 16 MiB.
+    pub max_body_bytes: u64,
+}
+
+/// Defaults that depend on the machine, read by the caller (the library does no such I/O).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Defaults {
+    /// The machine's hostname, the default `node`. `None`, or a name that is not a valid node
+    /// name, falls back to `local`.
+    pub hostname: Option<String>,
+}
+
+/// The node name used when no hostname is known.
+pub const FALLBACK_NODE: &str = "local";
+
+impl Config {
+    /// The configuration used when nothing is configured.
+    pub fn defaults(defaults: &Defaults) -> Config {
+        let node =
+            defaults.hostname.as_deref().filter(|h| check_node(h).is_ok()).unwrap_or(FALLBACK_NODE);
+        Config {
+            data_dir: PathBuf::from("./tokentrail-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8720)),
+            node: node.to_owned(),
+            log: LogConfig { format: LogFormat::Text, level: "info".to_owned() },
+            tokens: TokenConfig {
+                prefix: token::Prefix::default(),
+                default_lifetime: Duration::from_secs(90 * DAY),
+                max_lifetime: Duration::from_secs(365 * DAY),
+                max_rotation_grace: Duration::from_secs(7 * DAY),
+            },
+            limits: LimitsConfig { max_body_bytes: 64 * 1024 },
+        }
+    }
+
+    /// Every key with its current value written as TOML (`("listen", "\"127.0.0.1:8720\"")`),
+    /// in registry order. For `config show`-style output.
+    pub fn entries(&self) -> Vec<(&'static str, String)> {
+        KEYS.iter().map(|k| (k.path, (k.show)(self))).collect()
+    }
+}
+
+impl Default for Config {
+    /// [`Config::defaults`] with no hostname, so `node` is `local`.
+    fn default() -> Self {
+        Config::defaults(&Defaults::default())
+    }
+}
+
+const DAY: u64 = 86_400;
+
+/// One configuration key: its dotted path and how to set and show it.
+pub(crate) struct Key {
+    /// The dotted path, `tokens.default_lifetime`.
+    pub(crate) path: &'static str,
+    /// Parses, checks and stores a value; on error, says what was expected.
+    pub(crate) set: fn(&mut Config, Input<'_, '_>) -> Result<(), Problem>,
+    /// The current value as TOML.
+    pub(crate) show: fn(&Config) -> String,
+}
+
+/// Parses `input` as the type of `_field`; lets `keys!` avoid naming each field's type.
+fn parse_like<T: Value>(_field: &T, input: Input<'_, '_>) -> Result<T, Problem> {
+    input.parse()
+}
+
+/// Builds [`KEYS`]: each line names a key's path and the field it sets, optionally with a check
+/// that runs on the parsed value.
+macro_rules! keys {
+    ($($path:literal => $($field:ident).+ $(, check = $check:path)?;)*) => {
+        /// Every configuration key, in the order documented.
+        pub(crate) const KEYS: &[Key] = &[$(
+            Key {
+                path: $path,
+                set: |config, input| {
+                    let value = parse_like(&config.$($field).+, input)?;
+                    $( $check(&value).map_err(|m| (ErrorKind::InvalidValue, m))?; )?
+                    config.$($field).+ = value;
+                    Ok(())
+                },
+                show: |config| Value::to_toml(&config.$($field).+),
+            },
+        )*];
+    };
+}
+
+keys! {
+    "data_dir" => data_dir;
+    "listen" => listen;
+    "node" => node, check = check_node;
+    "log.format" => log.format;
+    "log.level" => log.level, check = check_log_level;
+    "tokens.prefix" => tokens.prefix;
+    "tokens.default_lifetime" => tokens.default_lifetime;
+    "tokens.max_lifetime" => tokens.max_lifetime;
+    "tokens.max_rotation_grace" => tokens.max_rotation_grace;
+    "limits.max_body_bytes" => limits.max_body_bytes, check = check_max_body_bytes;
+}
+
+fn check_node(node: &str) -> Result<(), String> {
+    let ok = (1..=253).contains(&node.chars().count())
+        && !node.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{node:?} is not a node name: expected 1 to 253 characters without spaces"))
+    }
+}
+
+fn check_log_level(level: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "_=,:.-".contains(c);
+    if !level.is_empty() && level.chars().all(allowed) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{level:?} is not a log filter: expected a directive such as \"info\" or \
+             \"info,tokentrail=debug\" (letters, digits and _ = , : . -)"
+        ))
+    }
+}
+
+const MIN_BODY_BYTES: u64 = 1024;
+const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+
+fn check_max_body_bytes(n: &u64) -> Result<(), String> {
+    if (MIN_BODY_BYTES..=MAX_BODY_BYTES).contains(n) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{n} is out of range: expected between {MIN_BODY_BYTES} and {MAX_BODY_BYTES} (16 MiB)"
+        ))
+    }
+}
+
+/// A broken rule between keys: the keys involved and why. The error is reported at the first of
+/// `keys` that the user set (or the first, if none was), so `message` must read well whichever
+/// key it is shown under: name every key it mentions.
+pub(crate) struct Conflict {
+    pub(crate) keys: &'static [&'static str],
+    pub(crate) message: String,
+}
+
+/// Rules that involve more than one key, checked after all layers are applied.
+pub(crate) fn cross_checks(config: &Config) -> Vec<Conflict> {
+    let mut conflicts = Vec::new();
+    let tokens = &config.tokens;
+    if tokens.default_lifetime > tokens.max_lifetime {
+        conflicts.push(Conflict {
+            keys: &["tokens.default_lifetime", "tokens.max_lifetime"],
+            message: format!(
+                "tokens.default_lifetime ({}) is longer than tokens.max_lifetime ({}): expected \
+                 the default lifetime to be at most the maximum",
+                token::format_duration(tokens.default_lifetime),
+                token::format_duration(tokens.max_lifetime),
+            ),
+        });
+    }
+    conflicts
+}
