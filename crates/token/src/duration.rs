@@ -51,7 +51,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
 pub fn format_duration(d: Duration) -> String {
     let s = d.as_secs();
     for (unit, size) in [("w", 7 * 86_400), ("d", 86_400), ("h", 3600), ("m", 60)] {
-        if s >= size && s % size == 0 {
+        if s >= size && s.is_multiple_of(size) {
             return format!("{}{unit}", s / size);
         }
     }

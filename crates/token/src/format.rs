@@ -83,6 +83,11 @@ impl TokenString {
         TokenString(body + &sum)
     }
 
+    /// Accepts a complete token string that parses (e.g. read back from the admin token file).
+    pub fn from_presented(s: &str) -> Result<Self, CredentialError> {
+        parse(s).map(|_| TokenString(s.to_owned()))
+    }
+
     /// The whole token, for the one response that hands it to its owner.
     pub fn expose(&self) -> &str {
         &self.0

@@ -1,0 +1,638 @@
+//! The `tokentrail` binary: argument parsing, exit codes (0 ok, 1 failure, 2 usage) and the
+//! wiring of each command to the API client, the offline tools, or the server.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, anyhow};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use cli::client::{Client, ClientError, query};
+use cli::output::{self, Format};
+use proto::{CreateTokenRequest, EventView, IssuedToken, TokenView, UpdateTokenRequest};
+
+#[derive(Parser)]
+#[command(
+    name = "tokentrail",
+    version,
+    about = "API token authority and access auditor",
+    long_about = "API token authority and access auditor.\n\nStart a server with `tokentrail serve`; the other commands talk to it through \
+TOKENTRAIL_ADDR (default http://127.0.0.1:8720) with the admin token in TOKENTRAIL_TOKEN, --token-file, or \
+./tokentrail-data/admin.token.",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Global {
+    /// Address of the tokentrail admin API.
+    #[arg(
+        long,
+        global = true,
+        env = "TOKENTRAIL_ADDR",
+        default_value = "http://127.0.0.1:8720",
+        value_name = "URL"
+    )]
+    addr: String,
+    /// File holding the admin token (otherwise TOKENTRAIL_TOKEN, then ./tokentrail-data/admin.token).
+    #[arg(long, global = true, env = "TOKENTRAIL_TOKEN_FILE", value_name = "PATH")]
+    token_file: Option<PathBuf>,
+    /// Output format: table (for people), json (for scripts), csv (rows).
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (admin API) on an embedded store.
+    Serve(ServeArgs),
+    /// Issue and manage tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Read the audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Check configuration files.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Print a shell completion script.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Configuration file (TOML).
+    #[arg(long, env = "TOKENTRAIL_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory [default: ./tokentrail-data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Admin API listen address [default: 127.0.0.1:8720].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Log format: text or json [default: text].
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+    /// Log filter, e.g. info or tokentrail=debug [default: info].
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// Node name recorded in events [default: the host name].
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
+}
+
+fn label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{s:?} is not key=value"))
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Issue a token; it is printed once.
+    Create(CreateArgs),
+    /// List tokens.
+    List(ListArgs),
+    /// Show one token.
+    Show {
+        /// Token id.
+        id: String,
+    },
+    /// Change a token's metadata, grants or constraints.
+    Update(UpdateArgs),
+    /// Revoke a token (final).
+    Revoke {
+        /// Token id.
+        id: String,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Issue a new secret with the same grants; the new token is printed once.
+    Rotate {
+        /// Token id.
+        id: String,
+        /// How long the old secret keeps working (e.g. 1h); none by default.
+        #[arg(long)]
+        grace: Option<String>,
+    },
+}
+
+#[derive(Args)]
+struct CreateArgs {
+    /// Short name.
+    #[arg(long)]
+    name: String,
+    /// Who answers for the token.
+    #[arg(long)]
+    owner: String,
+    /// What the token is for.
+    #[arg(long)]
+    description: Option<String>,
+    /// A granted scope, resource:action (repeatable).
+    #[arg(long = "scope", required = true, value_name = "SCOPE")]
+    scopes: Vec<String>,
+    /// A label key=value (repeatable).
+    #[arg(long = "label", value_parser = label, value_name = "KEY=VALUE")]
+    labels: Vec<(String, String)>,
+    /// Expire after this long: 90s, 12h, 30d [default: the server's default lifetime].
+    #[arg(long, conflicts_with_all = ["expires_at", "no_expiry"])]
+    expires_in: Option<String>,
+    /// Expire at this time (RFC 3339).
+    #[arg(long, conflicts_with = "no_expiry")]
+    expires_at: Option<String>,
+    /// Never expire (must be asked for explicitly).
+    #[arg(long)]
+    no_expiry: bool,
+    /// Not valid before this time (RFC 3339).
+    #[arg(long)]
+    not_before: Option<String>,
+    /// A network the token may be used from (repeatable).
+    #[arg(long = "allow-cidr", value_name = "CIDR")]
+    allow_cidrs: Vec<String>,
+    /// Request budget, e.g. 100/min.
+    #[arg(long)]
+    rate_limit: Option<String>,
+}
+
+#[derive(Args)]
+struct ListArgs {
+    /// Only tokens of this owner.
+    #[arg(long)]
+    owner: Option<String>,
+    /// Only tokens whose grants imply this scope.
+    #[arg(long)]
+    scope: Option<String>,
+    /// Only tokens in this state: active, revoked, expired, not_yet_valid.
+    #[arg(long)]
+    state: Option<String>,
+    /// Only tokens with this label (key or key=value).
+    #[arg(long)]
+    label: Option<String>,
+    /// Page size (1-1000).
+    #[arg(long)]
+    limit: Option<u32>,
+    /// Continue from a previous page's cursor.
+    #[arg(long)]
+    cursor: Option<String>,
+}
+
+#[derive(Args)]
+struct UpdateArgs {
+    /// Token id.
+    id: String,
+    /// New name.
+    #[arg(long)]
+    name: Option<String>,
+    /// New owner.
+    #[arg(long)]
+    owner: Option<String>,
+    /// New description.
+    #[arg(long)]
+    description: Option<String>,
+    /// Replace the scopes (repeatable).
+    #[arg(long = "scope", value_name = "SCOPE")]
+    scopes: Vec<String>,
+    /// Replace the labels (repeatable key=value).
+    #[arg(long = "label", value_parser = label, value_name = "KEY=VALUE")]
+    labels: Vec<(String, String)>,
+    /// Remove every label.
+    #[arg(long, conflicts_with = "labels")]
+    clear_labels: bool,
+    /// New expiry, from now.
+    #[arg(long, conflicts_with_all = ["expires_at", "no_expiry"])]
+    expires_in: Option<String>,
+    /// New expiry (RFC 3339).
+    #[arg(long, conflicts_with = "no_expiry")]
+    expires_at: Option<String>,
+    /// Remove the expiry.
+    #[arg(long)]
+    no_expiry: bool,
+    /// New not-before time.
+    #[arg(long, conflicts_with = "clear_not_before")]
+    not_before: Option<String>,
+    /// Remove the not-before time.
+    #[arg(long)]
+    clear_not_before: bool,
+    /// Replace the allowed networks (repeatable).
+    #[arg(long = "allow-cidr", value_name = "CIDR", conflicts_with = "clear_cidrs")]
+    allow_cidrs: Vec<String>,
+    /// Allow every network.
+    #[arg(long)]
+    clear_cidrs: bool,
+    /// New rate limit.
+    #[arg(long, conflicts_with = "clear_rate_limit")]
+    rate_limit: Option<String>,
+    /// Remove the rate limit.
+    #[arg(long)]
+    clear_rate_limit: bool,
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// List recent events, newest first (--format json or csv for every field, including ids).
+    Query(QueryArgs),
+}
+
+#[derive(Args)]
+struct QueryArgs {
+    /// access or admin.
+    #[arg(long)]
+    kind: Option<String>,
+    /// Events of this token.
+    #[arg(long = "token", value_name = "ID")]
+    token_id: Option<String>,
+    /// Events from this source (admin, gateway, verify, authz, …).
+    #[arg(long)]
+    source: Option<String>,
+    /// allow or deny.
+    #[arg(long)]
+    decision: Option<String>,
+    /// A reason code.
+    #[arg(long)]
+    reason: Option<String>,
+    /// asc or desc (default).
+    #[arg(long)]
+    order: Option<String>,
+    /// How many (1-1000, default 100).
+    #[arg(long)]
+    limit: Option<u32>,
+    /// Continue from a previous page's cursor.
+    #[arg(long)]
+    cursor: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Check a configuration file; every problem is listed.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn print(s: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
+        // A closed pipe (`| head`) is not an error worth reporting.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("cannot write to stdout"),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "tokentrail", &mut buf);
+            print(&String::from_utf8_lossy(&buf))
+        }
+        Command::Config(ConfigCmd::Check { file }) => match config::check_file(&file) {
+            Ok(_) => print(&format!("{}: ok\n", file.display())),
+            Err(errors) => {
+                Err(anyhow!("{} is not a valid configuration:\n{errors}", file.display()))
+            }
+        },
+        Command::Token(cmd) => {
+            client_command(&cli.global, |client, format| Box::pin(token(client, format, cmd)))
+        }
+        Command::Audit(cmd) => {
+            client_command(&cli.global, |client, format| Box::pin(audit(client, format, cmd)))
+        }
+    }
+}
+
+type BoxFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + 'a>>;
+
+fn client_command(
+    global: &Global,
+    f: impl for<'a> FnOnce(&'a Client, Format) -> BoxFuture<'a>,
+) -> anyhow::Result<()> {
+    let token = admin_token(global)?;
+    let client = Client::new(&global.addr, token).map_err(|e| anyhow!("{e}"))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    rt.block_on(f(&client, global.format))
+}
+
+fn admin_token(global: &Global) -> anyhow::Result<Option<String>> {
+    let read = |p: &Path| -> anyhow::Result<String> {
+        let s = std::fs::read_to_string(p)
+            .with_context(|| format!("cannot read the token file {}", p.display()))?;
+        Ok(s.trim().to_owned())
+    };
+    if let Some(p) = &global.token_file {
+        return read(p).map(Some);
+    }
+    if let Ok(t) = std::env::var("TOKENTRAIL_TOKEN") {
+        if !t.trim().is_empty() {
+            return Ok(Some(t.trim().to_owned()));
+        }
+    }
+    let local = Path::new("tokentrail-data/admin.token");
+    if local.is_file() {
+        return read(local).map(Some);
+    }
+    Ok(None)
+}
+
+fn api(e: ClientError) -> anyhow::Error {
+    anyhow!("{e}")
+}
+
+fn token_rows(tokens: &[TokenView]) -> Vec<Vec<String>> {
+    tokens
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.clone(),
+                t.name.clone(),
+                t.owner.clone(),
+                t.state.clone(),
+                t.scopes.join(" "),
+                t.expires_at
+                    .as_deref()
+                    .map_or_else(|| "never".to_owned(), |e| output::date(Some(e))),
+            ]
+        })
+        .collect()
+}
+
+const TOKEN_HEADERS: [&str; 6] = ["ID", "NAME", "OWNER", "STATE", "SCOPES", "EXPIRES"];
+
+fn token_pairs(t: &TokenView) -> Vec<(&'static str, String)> {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+    let labels: Vec<String> = t.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut p = vec![
+        ("id", t.id.clone()),
+        ("name", t.name.clone()),
+        ("owner", t.owner.clone()),
+        ("state", t.state.clone()),
+        ("scopes", t.scopes.join(" ")),
+        ("description", t.description.clone()),
+        ("labels", if labels.is_empty() { "-".to_owned() } else { labels.join(" ") }),
+        ("created_at", format!("{} by {}", t.created_at, t.created_by)),
+        ("updated_at", t.updated_at.clone()),
+        ("expires_at", t.expires_at.clone().unwrap_or_else(|| "never".to_owned())),
+        ("not_before", opt(&t.not_before)),
+        (
+            "allowed_cidrs",
+            if t.allowed_cidrs.is_empty() { "any".to_owned() } else { t.allowed_cidrs.join(" ") },
+        ),
+        ("rate_limit", opt(&t.rate_limit)),
+        ("last_used_at", opt(&t.last_used_at)),
+        ("secret_created_at", t.secret_created_at.clone()),
+    ];
+    if let Some(u) = &t.previous_secret_valid_until {
+        p.push(("previous_secret_valid_until", u.clone()));
+    }
+    if let Some(at) = &t.revoked_at {
+        p.push(("revoked_at", format!("{at} by {}", t.revoked_by.as_deref().unwrap_or("-"))));
+        p.push(("revoke_reason", opt(&t.revoke_reason)));
+    }
+    p
+}
+
+fn show_token(t: &TokenView, format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Json => print(&output::json(t)),
+        Format::Table => print(&output::pairs(&token_pairs(t))),
+        Format::Csv => print(&output::csv(&TOKEN_HEADERS, &token_rows(std::slice::from_ref(t)))),
+    }
+}
+
+fn show_issued(issued: &IssuedToken, format: Format, verb: &str) -> anyhow::Result<()> {
+    match format {
+        Format::Json => print(&output::json(issued)),
+        Format::Table | Format::Csv => {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "Token {verb}. Copy it now: it is shown only once.");
+            print(&format!("{}\n", issued.token))?;
+            let _ = writeln!(err, "\n{}", output::pairs(&token_pairs(&issued.details)).trim_end());
+            Ok(())
+        }
+    }
+}
+
+async fn token(client: &Client, format: Format, cmd: TokenCmd) -> anyhow::Result<()> {
+    match cmd {
+        TokenCmd::Create(a) => {
+            let req = CreateTokenRequest {
+                name: a.name,
+                owner: a.owner,
+                description: a.description,
+                labels: a.labels.into_iter().collect(),
+                scopes: a.scopes,
+                expires_at: a.expires_at,
+                expires_in: a.expires_in,
+                no_expiry: a.no_expiry,
+                not_before: a.not_before,
+                allowed_cidrs: a.allow_cidrs,
+                rate_limit: a.rate_limit,
+            };
+            let issued = client.create_token(&req).await.map_err(api)?;
+            show_issued(&issued, format, "created")
+        }
+        TokenCmd::List(a) => {
+            let q = query(&[
+                ("owner", a.owner),
+                ("scope", a.scope),
+                ("state", a.state),
+                ("label", a.label),
+                ("limit", a.limit.map(|l| l.to_string())),
+                ("cursor", a.cursor),
+            ]);
+            let list = client.list_tokens(&q).await.map_err(api)?;
+            match format {
+                Format::Json => print(&output::json(&list)),
+                Format::Csv => print(&output::csv(&TOKEN_HEADERS, &token_rows(&list.tokens))),
+                Format::Table => {
+                    print(&output::table(&TOKEN_HEADERS, &token_rows(&list.tokens), 80, &["ID"]))?;
+                    if let Some(c) = &list.next_cursor {
+                        let _ = writeln!(std::io::stderr(), "more tokens: add --cursor {c}");
+                    }
+                    Ok(())
+                }
+            }
+        }
+        TokenCmd::Show { id } => show_token(&client.get_token(&id).await.map_err(api)?, format),
+        TokenCmd::Update(a) => {
+            let req = UpdateTokenRequest {
+                name: a.name,
+                owner: a.owner,
+                description: a.description,
+                labels: if a.clear_labels {
+                    Some(BTreeMap::new())
+                } else if a.labels.is_empty() {
+                    None
+                } else {
+                    Some(a.labels.into_iter().collect())
+                },
+                scopes: if a.scopes.is_empty() { None } else { Some(a.scopes) },
+                expires_at: a.expires_at,
+                expires_in: a.expires_in,
+                no_expiry: a.no_expiry.then_some(true),
+                not_before: if a.clear_not_before { Some(None) } else { a.not_before.map(Some) },
+                allowed_cidrs: if a.clear_cidrs {
+                    Some(Vec::new())
+                } else if a.allow_cidrs.is_empty() {
+                    None
+                } else {
+                    Some(a.allow_cidrs)
+                },
+                rate_limit: if a.clear_rate_limit { Some(None) } else { a.rate_limit.map(Some) },
+            };
+            show_token(&client.update_token(&a.id, &req).await.map_err(api)?, format)
+        }
+        TokenCmd::Revoke { id, reason } => {
+            show_token(&client.revoke_token(&id, &reason).await.map_err(api)?, format)
+        }
+        TokenCmd::Rotate { id, grace } => {
+            let issued = client.rotate_token(&id, grace).await.map_err(api)?;
+            show_issued(&issued, format, "rotated")
+        }
+    }
+}
+
+const EVENT_HEADERS: [&str; 7] = ["TIME", "REASON", "TOKEN", "WHAT", "SOURCE IP", "KIND", "ID"];
+/// The table shows the columns that fit 80 characters; csv and json carry every field.
+const EVENT_TABLE_COLUMNS: usize = 4;
+
+fn event_rows(events: &[EventView]) -> Vec<Vec<String>> {
+    events
+        .iter()
+        .map(|e| {
+            let what = match (&e.operation, &e.target) {
+                (Some(op), Some(t)) => format!("{op} {t}"),
+                (Some(op), None) => op.clone(),
+                _ => e.route.clone().or_else(|| e.path.clone()).unwrap_or_default(),
+            };
+            vec![
+                e.time.clone(),
+                e.reason.clone(),
+                e.token_id
+                    .clone()
+                    .or_else(|| e.token_fingerprint.clone())
+                    .unwrap_or_else(|| "-".to_owned()),
+                what,
+                e.source_ip.clone().unwrap_or_else(|| "-".to_owned()),
+                e.kind.clone(),
+                e.id.clone(),
+            ]
+        })
+        .collect()
+}
+
+async fn audit(client: &Client, format: Format, cmd: AuditCmd) -> anyhow::Result<()> {
+    match cmd {
+        AuditCmd::Query(a) => {
+            let q = query(&[
+                ("kind", a.kind),
+                ("token_id", a.token_id),
+                ("source", a.source),
+                ("decision", a.decision),
+                ("reason", a.reason),
+                ("order", a.order),
+                ("limit", a.limit.map(|l| l.to_string())),
+                ("cursor", a.cursor),
+            ]);
+            let list = client.list_events(&q).await.map_err(api)?;
+            match format {
+                Format::Json => print(&output::json(&list)),
+                Format::Csv => print(&output::csv(&EVENT_HEADERS, &event_rows(&list.events))),
+                Format::Table => {
+                    let rows: Vec<Vec<String>> = event_rows(&list.events)
+                        .into_iter()
+                        .map(|mut r| {
+                            r[0] = output::seconds(&r[0]);
+                            r.truncate(EVENT_TABLE_COLUMNS);
+                            r
+                        })
+                        .collect();
+                    let headers = &EVENT_HEADERS[..EVENT_TABLE_COLUMNS];
+                    print(&output::table(headers, &rows, 80, &["TIME", "TOKEN"]))?;
+                    if let Some(c) = &list.next_cursor {
+                        let _ = writeln!(std::io::stderr(), "more events: add --cursor {c}");
+                    }
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let k = k.to_string_lossy().into_owned();
+            k.starts_with(config::ENV_PREFIX).then(|| (k, v.to_string_lossy().into_owned()))
+        })
+        .collect();
+    let mut flags: Vec<(&str, String)> = Vec::new();
+    if let Some(d) = args.data_dir {
+        flags.push(("data_dir", d.to_string_lossy().into_owned()));
+    }
+    if let Some(l) = args.listen {
+        flags.push(("listen", l));
+    }
+    if let Some(f) = args.log_format {
+        flags.push(("log.format", f));
+    }
+    if let Some(l) = args.log_level {
+        flags.push(("log.level", l));
+    }
+    if let Some(n) = args.node {
+        flags.push(("node", n));
+    }
+    let config = config::load(
+        args.config.as_deref(),
+        &env,
+        &flags,
+        config::Defaults { hostname: hostname() },
+    )
+    .map_err(|errors| anyhow!("invalid configuration:\n{errors}"))?;
+    server::init_logging(config.log.format, &config.log.level)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    rt.block_on(async move {
+        let mut running = server::start(&config).await?;
+        tokio::select! {
+            () = server::shutdown_signal() => running.stop().await,
+            r = running.wait() => r,
+        }
+    })
+}

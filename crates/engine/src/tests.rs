@@ -1,0 +1,322 @@
+//! Use-case tests over a real SQLite store in a temporary directory, with a fixed clock.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use expect_test::expect;
+
+use super::*;
+
+struct FixedClock(AtomicI64);
+
+impl Clock for FixedClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_second(self.0.load(Ordering::SeqCst)).unwrap()
+    }
+}
+
+impl FixedClock {
+    fn advance(&self, secs: i64) {
+        self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+}
+
+fn open() -> (tempfile::TempDir, Engine, Arc<FixedClock>) {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FixedClock(AtomicI64::new(1_790_000_000)));
+    let (engine, report) =
+        Engine::open(&dir.path().join("data"), Settings::default(), clock.clone()).unwrap();
+    assert_eq!(report, OpenReport { created_pepper: true, created_admin_token: true });
+    (dir, engine, clock)
+}
+
+fn admin(engine: &Engine, dir: &tempfile::TempDir) -> Principal {
+    let token = DataDir::new(&dir.path().join("data")).read_admin_token().unwrap().unwrap();
+    engine
+        .authenticate(Some(&token), &Scope::tokentrail_admin(), &RequestContext::default())
+        .unwrap()
+}
+
+fn new_token(scopes: &[&str]) -> NewToken {
+    NewToken {
+        name: "ci deploy".into(),
+        owner: "team-a".into(),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        ..NewToken::default()
+    }
+}
+
+fn reason_of(r: Result<Principal>) -> String {
+    match r {
+        Ok(p) => format!("ok {}", p.token_id),
+        Err(EngineError::Denied(d)) => d.decision.reason.to_string(),
+        Err(e) => format!("error {e}"),
+    }
+}
+
+#[test]
+fn lifecycle_create_authenticate_rotate_revoke() {
+    let (dir, engine, clock) = open();
+    let by = admin(&engine, &dir);
+    let ctx = RequestContext::default();
+    let (rec, tok, ev) = engine.create_token(&by, &ctx, new_token(&["orders:write"])).unwrap();
+    assert_eq!(ev.operation.as_deref(), Some("token.create"));
+    assert_eq!(rec.expires_at, add(engine.now(), 90 * 86_400));
+    let need = Scope::parse("orders:read").unwrap();
+    assert_eq!(
+        reason_of(engine.authenticate(Some(tok.expose()), &need, &ctx)),
+        format!("ok {}", rec.id)
+    );
+
+    let (_, rotated) = engine.rotate_token(&by, &ctx, &rec.id, Some("60s")).unwrap();
+    assert_eq!(rotated.id(), tok.id());
+    assert!(
+        reason_of(engine.authenticate(Some(tok.expose()), &need, &ctx)).starts_with("ok"),
+        "grace"
+    );
+    clock.advance(61);
+    assert_eq!(reason_of(engine.authenticate(Some(tok.expose()), &need, &ctx)), "unknown_token");
+    assert!(reason_of(engine.authenticate(Some(rotated.expose()), &need, &ctx)).starts_with("ok"));
+
+    engine.revoke_token(&by, &ctx, &rec.id, "leaked").unwrap();
+    assert_eq!(reason_of(engine.authenticate(Some(rotated.expose()), &need, &ctx)), "revoked");
+    let again = engine.revoke_token(&by, &ctx, &rec.id, "again").unwrap_err();
+    assert!(matches!(again, EngineError::Conflict { code: "already_revoked", .. }), "{again:?}");
+    let rotate_revoked = engine.rotate_token(&by, &ctx, &rec.id, None).unwrap_err();
+    assert!(matches!(rotate_revoked, EngineError::Conflict { code: "token_revoked", .. }));
+
+    // Every change and every denial is an event, in order.
+    let page =
+        engine.list_events(&EventQuery { order: store::Order::Asc, ..Default::default() }).unwrap();
+    let kinds: Vec<String> = page
+        .items
+        .iter()
+        .map(|e| {
+            format!("{}:{}:{}", e.kind.as_str(), e.operation.as_deref().unwrap_or("-"), e.reason)
+        })
+        .collect();
+    expect![[r#"
+        admin:token.create:ok
+        admin:token.create:ok
+        admin:token.rotate:ok
+        access:-:unknown_token
+        admin:token.revoke:ok
+        access:-:revoked"#]]
+    .assert_eq(&kinds.join("\n"));
+    let denied = &page.items[3];
+    assert!(denied.token_fingerprint.as_deref().unwrap().starts_with("fp_"));
+    assert_eq!(page.items[5].details.get("revoke_reason").map(String::as_str), Some("leaked"));
+}
+
+fn add(t: Timestamp, secs: i64) -> Option<Timestamp> {
+    Some(t.checked_add(jiff::SignedDuration::from_secs(secs)).unwrap())
+}
+
+#[test]
+fn validation_reports_every_problem_at_once_and_stores_nothing() {
+    let (dir, engine, _) = open();
+    let by = admin(&engine, &dir);
+    let before = engine.store().event_count().unwrap();
+    let bad = NewToken {
+        name: String::new(),
+        owner: "x".repeat(129),
+        description: Some("line\u{7}".into()),
+        labels: [("Bad Key".to_string(), "v".to_string())].into(),
+        scopes: vec!["orders:fly".into(), ":read".into(), "a b:read".into()],
+        expires_at: Some("2020-01-01T00:00:00Z".into()),
+        not_before: Some("tomorrow".into()),
+        allowed_cidrs: vec!["10.0.0.1/8".into(), "banana".into()],
+        rate_limit: Some("fast".into()),
+        ..NewToken::default()
+    };
+    let err = engine.create_token(&by, &RequestContext::default(), bad).unwrap_err();
+    let EngineError::Invalid(errors) = err else { panic!("{err:?}") };
+    let text: String = errors.iter().map(|e| format!("{}: {}\n", e.field, e.message)).collect();
+    expect![[r#"
+        name: must not be empty
+        owner: must be at most 128 characters (got 129)
+        description: must not contain control characters
+        labels.Bad Key: label keys are 1-63 characters: lowercase letters, digits and _ . : / -, starting with a letter or digit
+        scopes[0]: scope "orders:fly": unknown action "fly" (expected read, write or admin)
+        scopes[1]: scope ":read" has an empty resource
+        scopes[2]: scope "a b:read": the resource may contain only lowercase letters, digits, '_', '-' and '.', or be '*'
+        allowed_cidrs[0]: "10.0.0.1/8" has host bits set; did you mean 10.0.0.0/8?
+        allowed_cidrs[1]: "banana" is not an IP network: use CIDR notation such as 10.0.0.0/8 or 2001:db8::/32
+        rate_limit: "fast" is not a rate limit: use <count>/<s|sec|min|h|hour|d|day> (for example 100/min)
+        expires_at: 2020-01-01T00:00:00Z is in the past
+        not_before: "tomorrow" is not an RFC 3339 time such as 2026-12-31T23:59:59Z
+    "#]].assert_eq(&text);
+    assert_eq!(engine.store().event_count().unwrap(), before);
+
+    let cases = [
+        (Some("2099-01-01T00:00:00Z"), None, false),
+        (None, Some("400d"), false),
+        (None, Some("soon"), false),
+        (Some("2030-01-01T00:00:00Z"), Some("1d"), false),
+        (None, None, true),
+    ];
+    let mut out = String::new();
+    for (at, within, never) in cases {
+        let t = NewToken {
+            expires_at: at.map(Into::into),
+            expires_in: within.map(Into::into),
+            no_expiry: never,
+            ..new_token(&["a:read"])
+        };
+        out += &match engine.create_token(&by, &RequestContext::default(), t) {
+            Ok((r, _, _)) => {
+                format!("ok expires_at={:?}\n", r.expires_at.map(ledger::event::format_time))
+            }
+            Err(EngineError::Invalid(e)) => format!("{}: {}\n", e[0].field, e[0].message),
+            Err(e) => format!("{e}\n"),
+        };
+    }
+    expect![[r#"
+        expires_at: 2099-01-01T00:00:00Z is beyond the maximum lifetime of 365d from now
+        expires_in: 400d is beyond the maximum lifetime of 365d
+        expires_in: "soon" is not a duration: use a whole number and a unit s, m, h, d or w (for example 30d)
+        expires_at: give at most one of expires_at, expires_in and no_expiry
+        ok expires_at=None
+    "#]].assert_eq(&out);
+}
+
+#[test]
+fn update_changes_only_what_is_given_and_records_the_diff() {
+    let (dir, engine, _) = open();
+    let by = admin(&engine, &dir);
+    let ctx = RequestContext::default();
+    let mut new = new_token(&["orders:read"]);
+    new.rate_limit = Some("10/s".into());
+    let (rec, tok, _) = engine.create_token(&by, &ctx, new).unwrap();
+    let patch = TokenPatch {
+        scopes: Some(vec!["orders:write".into()]),
+        rate_limit: Some(None),
+        allowed_cidrs: Some(vec!["10.0.0.0/8".into()]),
+        ..TokenPatch::default()
+    };
+    let updated = engine.update_token(&by, &ctx, &rec.id, patch).unwrap();
+    assert_eq!(updated.revision, 2);
+    assert_eq!(updated.name, rec.name);
+    assert_eq!(updated.rate_limit, None);
+    let last =
+        engine.list_events(&EventQuery { limit: 1, ..Default::default() }).unwrap().items.remove(0);
+    let details: String = last.details.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
+    expect![[r#"
+        allowed_cidrs:  -> 10.0.0.0/8
+        rate_limit: 10/s -> none
+        scopes: orders:read -> orders:write
+    "#]]
+    .assert_eq(&details);
+    // The scope change applies to the very next request, from an allowed network only.
+    let write = Scope::parse("orders:write").unwrap();
+    let inside =
+        RequestContext { source_ip: Some("10.1.2.3".parse().unwrap()), ..Default::default() };
+    let outside =
+        RequestContext { source_ip: Some("192.0.2.1".parse().unwrap()), ..Default::default() };
+    assert!(reason_of(engine.authenticate(Some(tok.expose()), &write, &inside)).starts_with("ok"));
+    assert_eq!(
+        reason_of(engine.authenticate(Some(tok.expose()), &write, &outside)),
+        "ip_not_allowed"
+    );
+    // An empty patch changes nothing and records nothing.
+    let n = engine.store().event_count().unwrap();
+    engine.update_token(&by, &ctx, &rec.id, TokenPatch::default()).unwrap();
+    assert_eq!(engine.store().event_count().unwrap(), n);
+}
+
+#[test]
+fn list_filters_and_cursor_binding() {
+    let (dir, engine, _) = open();
+    let by = admin(&engine, &dir);
+    for i in 0..5 {
+        let mut t = new_token(&["orders:read"]);
+        t.owner = if i % 2 == 0 { "even".into() } else { "odd".into() };
+        engine.create_token(&by, &RequestContext::default(), t).unwrap();
+    }
+    let filter = TokenFilter { owner: Some("even".into()), limit: Some(2), ..Default::default() };
+    let (first, cursor) = engine.list_tokens(&filter).unwrap();
+    assert_eq!(first.len(), 2);
+    let cursor = cursor.unwrap();
+    let (rest, end) = engine
+        .list_tokens(&TokenFilter { cursor: Some(cursor.clone()), ..filter.clone() })
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(end, None);
+    let other =
+        TokenFilter { owner: Some("odd".into()), cursor: Some(cursor), ..Default::default() };
+    let err = engine.list_tokens(&other).unwrap_err();
+    assert!(matches!(err, EngineError::Invalid(ref e) if e[0].field == "cursor"), "{err:?}");
+    let bad = TokenFilter {
+        state: Some("sleeping".into()),
+        scope: Some("x".into()),
+        limit: Some(0),
+        ..Default::default()
+    };
+    let EngineError::Invalid(e) = engine.list_tokens(&bad).unwrap_err() else { panic!() };
+    assert_eq!(e.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), ["scope", "state", "limit"]);
+}
+
+#[test]
+fn reopen_keeps_the_bootstrap_token_and_does_not_issue_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FixedClock(AtomicI64::new(1_790_000_000)));
+    let data = dir.path().join("data");
+    let first = {
+        let (engine, _) = Engine::open(&data, Settings::default(), clock.clone()).unwrap();
+        let t = DataDir::new(&data).read_admin_token().unwrap().unwrap();
+        assert!(
+            engine
+                .authenticate(Some(&t), &Scope::tokentrail_admin(), &RequestContext::default())
+                .is_ok()
+        );
+        t
+    };
+    let (engine, report) = Engine::open(&data, Settings::default(), clock).unwrap();
+    assert_eq!(report, OpenReport { created_pepper: false, created_admin_token: false });
+    assert_eq!(DataDir::new(&data).read_admin_token().unwrap().unwrap(), first);
+    assert!(
+        engine
+            .authenticate(Some(&first), &Scope::tokentrail_admin(), &RequestContext::default())
+            .is_ok()
+    );
+    assert_eq!(engine.store().count_tokens(engine.now()).unwrap().get("active"), Some(&1));
+}
+
+#[test]
+fn a_second_engine_on_the_same_directory_is_refused() {
+    let (dir, _engine, clock) = open();
+    let err = Engine::open(&dir.path().join("data"), Settings::default(), clock).err().unwrap();
+    assert!(err.to_string().contains("in use by another tokentrail process"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn secret_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, _engine, _) = open();
+    let data = DataDir::new(&dir.path().join("data"));
+    for p in [data.pepper(), data.admin_token()] {
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600,
+            "{}",
+            p.display()
+        );
+    }
+    assert_eq!(std::fs::metadata(data.root()).unwrap().permissions().mode() & 0o777, 0o700);
+}
+
+#[test]
+fn last_use_is_batched() {
+    let (dir, engine, clock) = open();
+    let by = admin(&engine, &dir);
+    let (rec, tok, _) =
+        engine.create_token(&by, &RequestContext::default(), new_token(&["a:read"])).unwrap();
+    let need = Scope::parse("a:read").unwrap();
+    engine.authenticate(Some(tok.expose()), &need, &RequestContext::default()).unwrap();
+    assert_eq!(engine.get_token(&rec.id).unwrap().last_used_at, None, "not written per request");
+    let used_at = engine.now();
+    clock.advance(5);
+    assert!(engine.flush_last_used().unwrap() >= 1);
+    assert_eq!(engine.get_token(&rec.id).unwrap().last_used_at, Some(used_at));
+}

@@ -1,0 +1,313 @@
+//! Wire types of tokentrail's HTTP API, versioned under `/v1`.
+//!
+//! Only these types cross the wire; they carry no logic beyond serde attributes, and are the
+//! single source of the OpenAPI schemas. Requests reject unknown fields; responses may gain
+//! fields in later versions, so clients must ignore fields they do not know.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`) in PATCH bodies.
+fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `POST /v1/tokens`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    /// Short human name, 1 to 128 characters.
+    pub name: String,
+    /// Who answers for the token, 1 to 128 characters.
+    pub owner: String,
+    /// What the token is for, up to 1024 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Up to 32 labels; keys `[a-z0-9_.-/]{1,64}`, values up to 256 characters.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Granted scopes, `resource:action`, 1 to 64 of them.
+    pub scopes: Vec<String>,
+    /// Absolute expiry (RFC 3339). Give at most one of `expires_at`, `expires_in`, `no_expiry`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Relative expiry such as `30d`, `12h`, `90s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<String>,
+    /// Ask explicitly for a token that never expires.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_expiry: bool,
+    /// Not valid before this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
+    /// Networks the token may be used from (CIDR or single address); empty means anywhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_cidrs: Vec<String>,
+    /// Request budget such as `100/min`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<String>,
+}
+
+/// `PATCH /v1/tokens/{id}`: absent fields are unchanged; `null` clears an optional field.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTokenRequest {
+    /// New name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// New owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// New description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Replacement labels (the whole set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Replacement scopes (the whole set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    /// New absolute expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// New relative expiry, from now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<String>,
+    /// Remove the expiry (explicitly).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_expiry: Option<bool>,
+    /// New not-before time, or `null` to clear it.
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub not_before: Option<Option<String>>,
+    /// Replacement networks (the whole list; empty means anywhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_cidrs: Option<Vec<String>>,
+    /// New rate limit, or `null` to remove it.
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub rate_limit: Option<Option<String>>,
+}
+
+/// `POST /v1/tokens/{id}/revoke`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    /// Why the token is revoked, 1 to 500 characters; kept in the audit log.
+    pub reason: String,
+}
+
+/// `POST /v1/tokens/{id}/rotate`; the body may be omitted.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateRequest {
+    /// How long the old secret keeps working (`1h`, up to the configured maximum); none by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace: Option<String>,
+}
+
+/// A token as the API shows it; never includes the secret or its hash.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct TokenView {
+    /// Public id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Owner.
+    pub owner: String,
+    /// Description.
+    pub description: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// `active`, `revoked`, `expired` or `not_yet_valid`, at the time of the response.
+    pub state: String,
+    /// Creation time.
+    pub created_at: String,
+    /// The admin token that created it (`bootstrap` for the first admin token).
+    pub created_by: String,
+    /// Last change.
+    pub updated_at: String,
+    /// Expiry, `null` when the token never expires.
+    pub expires_at: Option<String>,
+    /// Not valid before.
+    pub not_before: Option<String>,
+    /// Allowed networks; empty means anywhere.
+    pub allowed_cidrs: Vec<String>,
+    /// Request budget.
+    pub rate_limit: Option<String>,
+    /// Last use (updated in batches, a few seconds behind).
+    pub last_used_at: Option<String>,
+    /// Revocation time.
+    pub revoked_at: Option<String>,
+    /// The admin token that revoked it.
+    pub revoked_by: Option<String>,
+    /// Why it was revoked.
+    pub revoke_reason: Option<String>,
+    /// When the current secret was issued.
+    pub secret_created_at: String,
+    /// Until when the previous secret still works after a rotation.
+    pub previous_secret_valid_until: Option<String>,
+    /// Changes with every update; used for optimistic concurrency.
+    pub revision: u64,
+}
+
+/// The response to create and rotate: the only time the token string is shown.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct IssuedToken {
+    /// The complete token. Store it now: it cannot be shown again.
+    pub token: String,
+    /// The token's details.
+    #[serde(flatten)]
+    pub details: TokenView,
+}
+
+/// `GET /v1/tokens`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct TokenList {
+    /// One page of tokens, in creation order.
+    pub tokens: Vec<TokenView>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// An audit event (PRODUCT.md "Audit event"), as JSON and as one NDJSON export line.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct EventView {
+    /// Unique id.
+    pub id: String,
+    /// Position in the ledger.
+    pub seq: Option<u64>,
+    /// RFC 3339 UTC with microseconds.
+    pub time: String,
+    /// `access` or `admin`.
+    pub kind: String,
+    /// `gateway`, `verify`, `authz`, `admin`, or an ingest source.
+    pub source: String,
+    /// The token that made the request.
+    pub token_id: Option<String>,
+    /// Keyed fingerprint of an unresolvable presented token.
+    pub token_fingerprint: Option<String>,
+    /// The token's owner.
+    pub owner: Option<String>,
+    /// Caller address.
+    pub source_ip: Option<String>,
+    /// Caller user agent.
+    pub user_agent: Option<String>,
+    /// HTTP method.
+    pub method: Option<String>,
+    /// Path without query string.
+    pub path: Option<String>,
+    /// Matched route template.
+    pub route: Option<String>,
+    /// Resource.
+    pub resource: Option<String>,
+    /// Action.
+    pub action: Option<String>,
+    /// Sensitivity labels.
+    pub sensitivity: Vec<String>,
+    /// `allow` or `deny`.
+    pub decision: String,
+    /// Reason code.
+    pub reason: String,
+    /// HTTP status answered.
+    pub status: Option<u16>,
+    /// Milliseconds spent.
+    pub latency_ms: Option<f64>,
+    /// Response bytes.
+    pub bytes_out: Option<u64>,
+    /// Request id.
+    pub request_id: Option<String>,
+    /// Deciding node.
+    pub node: Option<String>,
+    /// Admin events: `token.create`, `token.update`, `token.revoke`, `token.rotate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// Admin events: the token acted upon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The scope the request needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required_scope: Option<String>,
+    /// The scopes the token held at decision time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub granted_scopes: Vec<String>,
+    /// Why the decision came out as it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<String>,
+    /// The failing constraint's values, or the fields an admin action changed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, String>,
+}
+
+/// `GET /v1/audit/events`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct EventList {
+    /// One page of events.
+    pub events: Vec<EventView>,
+    /// Pass as `cursor` to continue; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// One invalid field of a request.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct FieldError {
+    /// The field, e.g. `scopes[1]`.
+    pub field: String,
+    /// What is wrong and what is expected.
+    pub message: String,
+}
+
+/// An RFC 9457 problem detail (`application/problem+json`).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Problem {
+    /// A stable URI naming the problem type: `urn:tokentrail:problem:<code>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the problem type.
+    pub title: String,
+    /// HTTP status.
+    pub status: u16,
+    /// What went wrong in this occurrence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The request path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// The stable code (also the last part of `type`), for searching and scripting.
+    pub code: String,
+    /// For authentication and authorization failures: the reason code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Every invalid field, when the request body or query was invalid.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    /// The audit event that recorded a denied request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+}
+
+/// `GET /healthz` and `GET /readyz`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `unavailable` (readiness only).
+    pub status: String,
+    /// The store backend (readiness only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// What is wrong when not ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The JSON of a value as the API writes it (compact).
+pub fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}

@@ -1,0 +1,277 @@
+//! The HTTP edge of tokentrail: the admin API (axum), health, metrics and the OpenAPI document,
+//! and the lifecycle of a running server (start, graceful shutdown, background flushes).
+//!
+//! Handlers translate wire types (`proto`) to engine calls and back; business rules live in
+//! `engine`, and errors leave as RFC 9457 problem+json through [`problem::ApiError`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use engine::{Engine, EngineError, Settings, SystemClock};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub mod extract;
+pub mod metrics;
+pub mod openapi;
+pub mod problem;
+pub mod routes;
+pub mod views;
+
+use extract::RequestId;
+use problem::ApiError;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// The use cases.
+    pub engine: Arc<Engine>,
+    /// Request metrics.
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+/// Runs a blocking engine call off the async threads and maps its error to a problem.
+pub async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, EngineError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => Err(ApiError::internal(&format!("blocking task failed: {e}"))),
+    }
+}
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// Assigns a request id (the caller's `X-Request-Id` when it is short and printable), echoes it,
+/// records metrics, and logs one line per request: method, route, status, time. Never headers,
+/// bodies or query strings, so no credential reaches the log.
+async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let given = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned);
+    let id = match given {
+        Some(id) => id,
+        None => engine::random_id("req_", 16).unwrap_or_else(|_| "req_unavailable".to_owned()),
+    };
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let mut resp = next.run(req).await;
+    let elapsed = started.elapsed();
+    let status = resp.status().as_u16();
+    state.metrics.observe(&method, &route, status, elapsed);
+    tracing::info!(
+        target: "tokentrail::http",
+        method = %method,
+        route = %route,
+        status,
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        request_id = %id,
+        "request"
+    );
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
+    resp
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+        "No such endpoint",
+        "see /openapi.json for the endpoints",
+    )
+}
+
+async fn method_not_allowed(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
+        return ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "Method not allowed",
+            "this endpoint does not take that method; see /openapi.json",
+        )
+        .into_response();
+    }
+    resp
+}
+
+/// The admin API router.
+pub fn app(state: AppState, max_body_bytes: usize) -> Router {
+    use routes::{audit, health, tokens};
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(health::openapi))
+        .route("/v1/tokens", post(tokens::create).get(tokens::list))
+        .route("/v1/tokens/{id}", get(tokens::show).patch(tokens::update))
+        .route("/v1/tokens/{id}/revoke", post(tokens::revoke))
+        .route("/v1/tokens/{id}/rotate", post(tokens::rotate))
+        .route("/v1/audit/events", get(audit::list))
+        .route("/v1/audit/events/{id}", get(audit::show))
+        .fallback(not_found)
+        .layer(middleware::from_fn(method_not_allowed))
+        .route_layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// Sets up logging: human-readable text or JSON lines, filtered by `level` (an `EnvFilter`
+/// directive such as `info` or `tokentrail=debug`).
+pub fn init_logging(format: config::LogFormat, level: &str) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_new(level).with_context(|| format!("invalid log level {level:?}"))?;
+    use std::io::IsTerminal as _;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let result = match format {
+        config::LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        config::LogFormat::Text => builder.try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+}
+
+/// A running server.
+pub struct Running {
+    /// The admin API's address (useful with port 0).
+    pub addr: SocketAddr,
+    /// The engine, for in-process tests.
+    pub engine: Arc<Engine>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Asks the server to stop: no new connections, in-flight requests finish, pending
+    /// last-use times are written, the store is closed. Waits until all of that is done.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.task.await.context("server task failed")?
+    }
+
+    /// Waits until the server stops by itself (it only does on error).
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
+        (&mut self.task).await.context("server task failed")?
+    }
+}
+
+/// The engine settings a config asks for.
+pub fn settings(config: &config::Config) -> Settings {
+    Settings {
+        prefix: config.tokens.prefix.clone(),
+        default_lifetime: config.tokens.default_lifetime,
+        max_lifetime: config.tokens.max_lifetime,
+        max_rotation_grace: config.tokens.max_rotation_grace,
+        node: config.node.clone(),
+    }
+}
+
+/// Opens the data directory and starts serving the admin API.
+pub async fn start(config: &config::Config) -> anyhow::Result<Running> {
+    let data_dir = config.data_dir.clone();
+    let settings = settings(config);
+    let (engine, report) = tokio::task::spawn_blocking(move || {
+        Engine::open(&data_dir, settings, Arc::new(SystemClock))
+    })
+    .await
+    .context("opening the data directory")?
+    .with_context(|| format!("cannot open the data directory {}", config.data_dir.display()))?;
+    let engine = Arc::new(engine);
+    if report.created_admin_token {
+        tracing::info!(
+            path = %engine::DataDir::new(&config.data_dir).admin_token().display(),
+            "created the bootstrap admin token (the file is readable only by this user)"
+        );
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), store = engine.store().backend(), "tokentrail admin API listening");
+    let state = AppState { engine: engine.clone(), metrics: Arc::new(metrics::Metrics::default()) };
+    let max_body = usize::try_from(config.limits.max_body_bytes).unwrap_or(usize::MAX);
+    let router = app(state, max_body);
+    let (tx, mut rx) = watch::channel(false);
+    let flusher_engine = engine.clone();
+    let mut flush_rx = rx.clone();
+    let flusher = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = flush_rx.changed() => break,
+            }
+            let e = flusher_engine.clone();
+            if let Ok(Err(err)) = tokio::task::spawn_blocking(move || e.flush_last_used()).await {
+                tracing::warn!(error = %err, "could not record last-use times; will retry");
+            }
+        }
+    });
+    let task_engine = engine.clone();
+    let task = tokio::spawn(async move {
+        let served =
+            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                })
+                .await;
+        let _ = flusher.await;
+        let e = task_engine.clone();
+        match tokio::task::spawn_blocking(move || e.flush_last_used()).await {
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "could not record last-use times at shutdown")
+            }
+            Err(err) => tracing::warn!(error = %err, "last-use flush failed at shutdown"),
+            Ok(Ok(_)) => {}
+        }
+        tracing::info!("tokentrail stopped");
+        served.context("the admin API failed")
+    });
+    Ok(Running { addr, engine, shutdown: tx, task })
+}
+
+/// Resolves when the process receives SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received; shutting down"),
+        () = term => tracing::info!("SIGTERM received; shutting down"),
+    }
+}

@@ -1,0 +1,6 @@
+//! HTTP handlers, one module per area. Handlers translate between wire types and engine calls;
+//! they hold no business rules.
+
+pub mod audit;
+pub mod health;
+pub mod tokens;
