@@ -9,8 +9,8 @@ use hyper::{Method, Request, StatusCode, Uri, header};
 use hyper_util::client::legacy::{Client as Hyper, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use proto::{
-    CreateTokenRequest, EventList, EventView, IssuedToken, Problem, RevokeRequest, RotateRequest,
-    TokenList, TokenView, UpdateTokenRequest,
+    CreateTokenRequest, EventList, EventView, IssuedToken, Problem, RevokeRequest, RotateRequest, TokenList, TokenView,
+    UpdateTokenRequest,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -31,9 +31,7 @@ pub enum ClientError {
 impl std::fmt::Display for ClientError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ClientError::Address(m) | ClientError::Connect(m) | ClientError::Protocol(m) => {
-                f.write_str(m)
-            }
+            ClientError::Address(m) | ClientError::Connect(m) | ClientError::Protocol(m) => f.write_str(m),
             ClientError::Problem(status, p) => {
                 write!(f, "{} ({}, {})", p.title, status.as_u16(), p.code)?;
                 if let Some(r) = &p.reason {
@@ -98,10 +96,8 @@ pub fn encode(s: &str) -> String {
 
 /// Builds `?k=v&…` from the pairs whose value is present.
 pub fn query(pairs: &[(&str, Option<String>)]) -> String {
-    let parts: Vec<String> = pairs
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode(v))))
-        .collect();
+    let parts: Vec<String> =
+        pairs.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode(v)))).collect();
     if parts.is_empty() { String::new() } else { format!("?{}", parts.join("&")) }
 }
 
@@ -109,9 +105,9 @@ impl Client {
     /// A client of the server at `addr` (`http://host:port`), authenticating with `token`.
     pub fn new(addr: &str, token: Option<String>) -> Result<Client, ClientError> {
         let base = addr.trim_end_matches('/').to_owned();
-        let uri: Uri = base.parse().map_err(|_| {
-            ClientError::Address(format!("{addr:?} is not a URL such as http://127.0.0.1:8720"))
-        })?;
+        let uri: Uri = base
+            .parse()
+            .map_err(|_| ClientError::Address(format!("{addr:?} is not a URL such as http://127.0.0.1:8720")))?;
         match uri.scheme_str() {
             Some("http") => {}
             Some("https") => {
@@ -161,9 +157,7 @@ impl Client {
                 msg = format!("{msg}: {s}");
                 src = s.source();
             }
-            ClientError::Connect(format!(
-                "{msg} (is `tokentrail serve` running? set TOKENTRAIL_ADDR or --addr)"
-            ))
+            ClientError::Connect(format!("{msg} (is `tokentrail serve` running? set TOKENTRAIL_ADDR or --addr)"))
         })?;
         let (parts, body) = resp.into_parts();
         let body = body
@@ -182,9 +176,7 @@ impl Client {
         body: Option<&impl Serialize>,
     ) -> Result<T, ClientError> {
         let bytes = match body {
-            Some(b) => {
-                Some(serde_json::to_vec(b).map_err(|e| ClientError::Protocol(e.to_string()))?)
-            }
+            Some(b) => Some(serde_json::to_vec(b).map_err(|e| ClientError::Protocol(e.to_string()))?),
             None => None,
         };
         let ct = bytes.as_ref().map(|_| "application/json");
@@ -198,9 +190,8 @@ impl Client {
                 )),
             });
         }
-        serde_json::from_slice(&resp.body).map_err(|e| {
-            ClientError::Protocol(format!("the server's answer could not be read: {e}"))
-        })
+        serde_json::from_slice(&resp.body)
+            .map_err(|e| ClientError::Protocol(format!("the server's answer could not be read: {e}")))
     }
 
     /// `POST /v1/tokens`.
@@ -219,11 +210,7 @@ impl Client {
     }
 
     /// `PATCH /v1/tokens/{id}`.
-    pub async fn update_token(
-        &self,
-        id: &str,
-        req: &UpdateTokenRequest,
-    ) -> Result<TokenView, ClientError> {
+    pub async fn update_token(&self, id: &str, req: &UpdateTokenRequest) -> Result<TokenView, ClientError> {
         self.call(Method::PATCH, &format!("/v1/tokens/{}", encode(id)), Some(req)).await
     }
 
@@ -234,11 +221,7 @@ impl Client {
     }
 
     /// `POST /v1/tokens/{id}/rotate`.
-    pub async fn rotate_token(
-        &self,
-        id: &str,
-        grace: Option<String>,
-    ) -> Result<IssuedToken, ClientError> {
+    pub async fn rotate_token(&self, id: &str, grace: Option<String>) -> Result<IssuedToken, ClientError> {
         let body = RotateRequest { grace };
         self.call(Method::POST, &format!("/v1/tokens/{}/rotate", encode(id)), Some(&body)).await
     }

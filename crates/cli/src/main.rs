@@ -32,13 +32,7 @@ struct Cli {
 #[derive(Args)]
 struct Global {
     /// Address of the tokentrail admin API.
-    #[arg(
-        long,
-        global = true,
-        env = "TOKENTRAIL_ADDR",
-        default_value = "http://127.0.0.1:8720",
-        value_name = "URL"
-    )]
+    #[arg(long, global = true, env = "TOKENTRAIL_ADDR", default_value = "http://127.0.0.1:8720", value_name = "URL")]
     addr: String,
     /// File holding the admin token (otherwise TOKENTRAIL_TOKEN, then ./tokentrail-data/admin.token).
     #[arg(long, global = true, env = "TOKENTRAIL_TOKEN_FILE", value_name = "PATH")]
@@ -91,9 +85,7 @@ struct ServeArgs {
 }
 
 fn label(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .ok_or_else(|| format!("{s:?} is not key=value"))
+    s.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or_else(|| format!("{s:?} is not key=value"))
 }
 
 #[derive(Subcommand)]
@@ -311,38 +303,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Config(ConfigCmd::Check { file }) => match config::check_file(&file) {
             Ok(_) => print(&format!("{}: ok\n", file.display())),
-            Err(errors) => {
-                Err(anyhow!("{} is not a valid configuration:\n{errors}", file.display()))
-            }
+            Err(errors) => Err(anyhow!("{} is not a valid configuration:\n{errors}", file.display())),
         },
-        Command::Token(cmd) => {
-            client_command(&cli.global, |client, format| Box::pin(token(client, format, cmd)))
-        }
-        Command::Audit(cmd) => {
-            client_command(&cli.global, |client, format| Box::pin(audit(client, format, cmd)))
-        }
+        Command::Token(cmd) => client_command(&cli.global, |client, format| Box::pin(token(client, format, cmd))),
+        Command::Audit(cmd) => client_command(&cli.global, |client, format| Box::pin(audit(client, format, cmd))),
     }
 }
 
 type BoxFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + 'a>>;
 
-fn client_command(
-    global: &Global,
-    f: impl for<'a> FnOnce(&'a Client, Format) -> BoxFuture<'a>,
-) -> anyhow::Result<()> {
+fn client_command(global: &Global, f: impl for<'a> FnOnce(&'a Client, Format) -> BoxFuture<'a>) -> anyhow::Result<()> {
     let token = admin_token(global)?;
     let client = Client::new(&global.addr, token).map_err(|e| anyhow!("{e}"))?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
     rt.block_on(f(&client, global.format))
 }
 
 fn admin_token(global: &Global) -> anyhow::Result<Option<String>> {
     let read = |p: &Path| -> anyhow::Result<String> {
-        let s = std::fs::read_to_string(p)
-            .with_context(|| format!("cannot read the token file {}", p.display()))?;
+        let s = std::fs::read_to_string(p).with_context(|| format!("cannot read the token file {}", p.display()))?;
         Ok(s.trim().to_owned())
     };
     if let Some(p) = &global.token_file {
@@ -374,9 +353,7 @@ fn token_rows(tokens: &[TokenView]) -> Vec<Vec<String>> {
                 t.owner.clone(),
                 t.state.clone(),
                 t.scopes.join(" "),
-                t.expires_at
-                    .as_deref()
-                    .map_or_else(|| "never".to_owned(), |e| output::date(Some(e))),
+                t.expires_at.as_deref().map_or_else(|| "never".to_owned(), |e| output::date(Some(e))),
             ]
         })
         .collect()
@@ -399,10 +376,7 @@ fn token_pairs(t: &TokenView) -> Vec<(&'static str, String)> {
         ("updated_at", t.updated_at.clone()),
         ("expires_at", t.expires_at.clone().unwrap_or_else(|| "never".to_owned())),
         ("not_before", opt(&t.not_before)),
-        (
-            "allowed_cidrs",
-            if t.allowed_cidrs.is_empty() { "any".to_owned() } else { t.allowed_cidrs.join(" ") },
-        ),
+        ("allowed_cidrs", if t.allowed_cidrs.is_empty() { "any".to_owned() } else { t.allowed_cidrs.join(" ") }),
         ("rate_limit", opt(&t.rate_limit)),
         ("last_used_at", opt(&t.last_used_at)),
         ("secret_created_at", t.secret_created_at.clone()),
@@ -508,9 +482,7 @@ async fn token(client: &Client, format: Format, cmd: TokenCmd) -> anyhow::Result
             };
             show_token(&client.update_token(&a.id, &req).await.map_err(api)?, format)
         }
-        TokenCmd::Revoke { id, reason } => {
-            show_token(&client.revoke_token(&id, &reason).await.map_err(api)?, format)
-        }
+        TokenCmd::Revoke { id, reason } => show_token(&client.revoke_token(&id, &reason).await.map_err(api)?, format),
         TokenCmd::Rotate { id, grace } => {
             let issued = client.rotate_token(&id, grace).await.map_err(api)?;
             show_issued(&issued, format, "rotated")
@@ -534,10 +506,7 @@ fn event_rows(events: &[EventView]) -> Vec<Vec<String>> {
             vec![
                 e.time.clone(),
                 e.reason.clone(),
-                e.token_id
-                    .clone()
-                    .or_else(|| e.token_fingerprint.clone())
-                    .unwrap_or_else(|| "-".to_owned()),
+                e.token_id.clone().or_else(|| e.token_fingerprint.clone()).unwrap_or_else(|| "-".to_owned()),
                 what,
                 e.source_ip.clone().unwrap_or_else(|| "-".to_owned()),
                 e.kind.clone(),
@@ -616,18 +585,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(n) = args.node {
         flags.push(("node", n));
     }
-    let config = config::load(
-        args.config.as_deref(),
-        &env,
-        &flags,
-        config::Defaults { hostname: hostname() },
-    )
-    .map_err(|errors| anyhow!("invalid configuration:\n{errors}"))?;
+    let config = config::load(args.config.as_deref(), &env, &flags, config::Defaults { hostname: hostname() })
+        .map_err(|errors| anyhow!("invalid configuration:\n{errors}"))?;
     server::init_logging(config.log.format, &config.log.level)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     rt.block_on(async move {
         let mut running = server::start(&config).await?;
         tokio::select! {

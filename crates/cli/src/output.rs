@@ -32,9 +32,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>], width: usize, fixed: &[&str
         let Some((i, _)) = widths
             .iter()
             .enumerate()
-            .filter(|(i, w)| {
-                !fixed.contains(&headers[*i]) && **w > headers[*i].chars().count().max(6)
-            })
+            .filter(|(i, w)| !fixed.contains(&headers[*i]) && **w > headers[*i].chars().count().max(6))
             .max_by_key(|(_, w)| **w)
         else {
             break;
@@ -87,11 +85,7 @@ pub fn pairs(items: &[(&str, String)]) -> String {
 pub fn csv(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut out = String::new();
     let quote = |s: &str| {
-        if s.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_owned()
-        }
+        if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
     };
     let _ = writeln!(out, "{}", headers.iter().map(|h| quote(h)).collect::<Vec<_>>().join(","));
     for row in rows {
@@ -102,8 +96,7 @@ pub fn csv(headers: &[&str], rows: &[Vec<String>]) -> String {
 
 /// Pretty JSON of an API value.
 pub fn json<T: serde::Serialize>(value: &T) -> String {
-    let mut s =
-        serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    let mut s = serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
     s.push('\n');
     s
 }

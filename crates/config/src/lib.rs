@@ -19,6 +19,4 @@ mod value;
 
 pub use error::{ConfigError, ConfigErrors, ErrorKind, Origin};
 pub use load::{CLIENT_ENV_VARS, ENV_PREFIX, check_file, env_var, flag_name, key_paths, load};
-pub use schema::{
-    Config, Defaults, FALLBACK_NODE, LimitsConfig, LogConfig, LogFormat, TokenConfig,
-};
+pub use schema::{Config, Defaults, FALLBACK_NODE, LimitsConfig, LogConfig, LogFormat, TokenConfig};

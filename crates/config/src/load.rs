@@ -171,9 +171,7 @@ impl Loader {
     fn env(&mut self, env: &[(String, String)]) {
         let mut vars: Vec<_> = env
             .iter()
-            .filter(|(name, _)| {
-                name.starts_with(ENV_PREFIX) && !CLIENT_ENV_VARS.contains(&name.as_str())
-            })
+            .filter(|(name, _)| name.starts_with(ENV_PREFIX) && !CLIENT_ENV_VARS.contains(&name.as_str()))
             .collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, value) in vars {

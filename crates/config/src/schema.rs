@@ -115,8 +115,7 @@ pub const FALLBACK_NODE: &str = "local";
 impl Config {
     /// The configuration used when nothing is configured.
     pub fn defaults(defaults: &Defaults) -> Config {
-        let node =
-            defaults.hostname.as_deref().filter(|h| check_node(h).is_ok()).unwrap_or(FALLBACK_NODE);
+        let node = defaults.hostname.as_deref().filter(|h| check_node(h).is_ok()).unwrap_or(FALLBACK_NODE);
         Config {
             data_dir: PathBuf::from("./tokentrail-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8720)),
@@ -197,13 +196,8 @@ keys! {
 }
 
 fn check_node(node: &str) -> Result<(), String> {
-    let ok = (1..=253).contains(&node.chars().count())
-        && !node.chars().any(|c| c.is_whitespace() || c.is_control());
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{node:?} is not a node name: expected 1 to 253 characters without spaces"))
-    }
+    let ok = (1..=253).contains(&node.chars().count()) && !node.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok { Ok(()) } else { Err(format!("{node:?} is not a node name: expected 1 to 253 characters without spaces")) }
 }
 
 fn check_log_level(level: &str) -> Result<(), String> {
@@ -225,9 +219,7 @@ fn check_max_body_bytes(n: &u64) -> Result<(), String> {
     if (MIN_BODY_BYTES..=MAX_BODY_BYTES).contains(n) {
         Ok(())
     } else {
-        Err(format!(
-            "{n} is out of range: expected between {MIN_BODY_BYTES} and {MAX_BODY_BYTES} (16 MiB)"
-        ))
+        Err(format!("{n} is out of range: expected between {MIN_BODY_BYTES} and {MAX_BODY_BYTES} (16 MiB)"))
     }
 }
 

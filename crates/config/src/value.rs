@@ -161,15 +161,11 @@ impl Value for u64 {
 
     fn from_toml(v: &DeValue<'_>) -> Result<Self, Problem> {
         match v {
-            DeValue::Integer(i) => i128::from_str_radix(i.as_str(), i.radix())
-                .ok()
-                .and_then(|n| u64::try_from(n).ok())
-                .ok_or_else(|| {
-                    (
-                        ErrorKind::InvalidValue,
-                        format!("{i} is out of range: expected a whole number from 0 up"),
-                    )
-                }),
+            DeValue::Integer(i) => {
+                i128::from_str_radix(i.as_str(), i.radix()).ok().and_then(|n| u64::try_from(n).ok()).ok_or_else(|| {
+                    (ErrorKind::InvalidValue, format!("{i} is out of range: expected a whole number from 0 up"))
+                })
+            }
             other => Err(wrong_type::<Self>(other)),
         }
     }

@@ -60,16 +60,12 @@ impl DataDir {
 
     /// Takes the exclusive lock; fails at once if another process holds it.
     pub fn lock(&self) -> io::Result<DirLock> {
-        let file =
-            OpenOptions::new().create(true).truncate(false).write(true).open(self.lock_file())?;
+        let file = OpenOptions::new().create(true).truncate(false).write(true).open(self.lock_file())?;
         match file.try_lock() {
             Ok(()) => Ok(DirLock { _file: file }),
             Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
-                format!(
-                    "{} is in use by another tokentrail process (is a server running?)",
-                    self.root.display()
-                ),
+                format!("{} is in use by another tokentrail process (is a server running?)", self.root.display()),
             )),
             Err(fs::TryLockError::Error(e)) => Err(e),
         }
@@ -77,10 +73,7 @@ impl DataDir {
 
     /// Reads the pepper, or creates it with `fill` when absent. A pepper of the wrong length is
     /// an error, never silently replaced (that would invalidate every token).
-    pub fn load_or_create_pepper(
-        &self,
-        fill: &mut dyn FnMut(&mut [u8]),
-    ) -> io::Result<(Pepper, bool)> {
+    pub fn load_or_create_pepper(&self, fill: &mut dyn FnMut(&mut [u8])) -> io::Result<(Pepper, bool)> {
         let path = self.pepper();
         match File::open(&path) {
             Ok(mut f) => {
@@ -89,10 +82,7 @@ impl DataDir {
                 let arr: [u8; PEPPER_LEN] = bytes.try_into().map_err(|_| {
                     io::Error::new(
                         io::ErrorKind::InvalidData,
-                        format!(
-                            "{} is not a {PEPPER_LEN}-byte pepper; restore it from a backup",
-                            path.display()
-                        ),
+                        format!("{} is not a {PEPPER_LEN}-byte pepper; restore it from a backup", path.display()),
                     )
                 })?;
                 Ok((Pepper::from_bytes(arr), false))

@@ -14,17 +14,13 @@ use std::time::Duration;
 use jiff::Timestamp;
 use ledger::event::{Event, Kind};
 use store::{EventQuery, SqliteStore, Store, StoreError};
-use token::{
-    Attempt, Constraint, Decision, Pepper, Prefix, Reason, Scope, TokenRecord, TokenString,
-};
+use token::{Attempt, Constraint, Decision, Pepper, Prefix, Reason, Scope, TokenRecord, TokenString};
 
 pub mod datadir;
 mod tokens;
 
 pub use datadir::DataDir;
-pub use tokens::{
-    Expiry, MAX_PAGE, NewToken, TokenFilter, TokenPatch, decode_cursor, encode_cursor,
-};
+pub use tokens::{Expiry, MAX_PAGE, NewToken, TokenFilter, TokenPatch, decode_cursor, encode_cursor};
 
 /// A source of the current time. Production uses [`SystemClock`]; tests pass a fixed clock.
 pub trait Clock: Send + Sync {
@@ -45,25 +41,18 @@ impl Clock for SystemClock {
 
 /// Fills `buf` from the OS CSPRNG; `Err` when the OS cannot provide randomness.
 pub fn os_random(buf: &mut [u8]) -> std::result::Result<(), EngineError> {
-    getrandom::fill(buf)
-        .map_err(|e| EngineError::Internal(format!("the OS random number generator failed: {e}")))
+    getrandom::fill(buf).map_err(|e| EngineError::Internal(format!("the OS random number generator failed: {e}")))
 }
 
 /// Runs `f` with a random-byte source backed by the OS CSPRNG, failing if the OS failed.
-fn with_rng<T>(
-    f: impl FnOnce(&mut dyn FnMut(&mut [u8])) -> T,
-) -> std::result::Result<T, EngineError> {
+fn with_rng<T>(f: impl FnOnce(&mut dyn FnMut(&mut [u8])) -> T) -> std::result::Result<T, EngineError> {
     let mut failed = false;
     let out = f(&mut |buf: &mut [u8]| {
         if getrandom::fill(buf).is_err() {
             failed = true;
         }
     });
-    if failed {
-        Err(EngineError::Internal("the OS random number generator failed".to_owned()))
-    } else {
-        Ok(out)
-    }
+    if failed { Err(EngineError::Internal("the OS random number generator failed".to_owned())) } else { Ok(out) }
 }
 
 /// A random base62 identifier with a prefix (`ev_…`, `req_…`).
@@ -186,14 +175,11 @@ impl From<StoreError> for EngineError {
                 code: "concurrent_change",
                 message: format!("{what} was changed by another request at the same time; retry"),
             },
-            StoreError::Duplicate(what) => EngineError::Conflict {
-                code: "duplicate",
-                message: format!("{what} already exists"),
-            },
-            StoreError::Unavailable(m) => EngineError::Unavailable(m),
-            e @ (StoreError::Corrupt(_) | StoreError::Backend(_)) => {
-                EngineError::Internal(e.to_string())
+            StoreError::Duplicate(what) => {
+                EngineError::Conflict { code: "duplicate", message: format!("{what} already exists") }
             }
+            StoreError::Unavailable(m) => EngineError::Unavailable(m),
+            e @ (StoreError::Corrupt(_) | StoreError::Backend(_)) => EngineError::Internal(e.to_string()),
         }
     }
 }
@@ -227,15 +213,9 @@ impl Engine {
     /// Opens the data directory, creating it on first use: directory (0700), pepper (0600),
     /// schema, and a bootstrap admin token in `admin.token` (0600). Holds the directory lock
     /// for the engine's lifetime.
-    pub fn open(
-        dir: &Path,
-        settings: Settings,
-        clock: Arc<dyn Clock>,
-    ) -> Result<(Engine, OpenReport)> {
+    pub fn open(dir: &Path, settings: Settings, clock: Arc<dyn Clock>) -> Result<(Engine, OpenReport)> {
         let data = DataDir::new(dir);
-        let io = |what: &str, e: std::io::Error| {
-            EngineError::Unavailable(format!("{what} {}: {e}", dir.display()))
-        };
+        let io = |what: &str, e: std::io::Error| EngineError::Unavailable(format!("{what} {}: {e}", dir.display()));
         data.create().map_err(|e| io("cannot create the data directory", e))?;
         let lock = data.lock().map_err(|e| EngineError::Unavailable(e.to_string()))?;
         let mut failed = false;
@@ -259,20 +239,8 @@ impl Engine {
     }
 
     /// An engine over an existing store (tests and other backends).
-    pub fn with_store(
-        store: Arc<dyn Store>,
-        pepper: Pepper,
-        settings: Settings,
-        clock: Arc<dyn Clock>,
-    ) -> Engine {
-        Engine {
-            store,
-            pepper,
-            settings,
-            clock,
-            pending_last_used: Mutex::new(HashMap::new()),
-            _lock: None,
-        }
+    pub fn with_store(store: Arc<dyn Store>, pepper: Pepper, settings: Settings, clock: Arc<dyn Clock>) -> Engine {
+        Engine { store, pepper, settings, clock, pending_last_used: Mutex::new(HashMap::new()), _lock: None }
     }
 
     /// Issues the first admin token once. The token file is written before the database commit,
@@ -282,14 +250,12 @@ impl Engine {
         if self.store.meta_get(BOOTSTRAPPED)?.is_some() {
             return Ok(false);
         }
-        let existing =
-            data.read_admin_token().map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        let existing = data.read_admin_token().map_err(|e| EngineError::Unavailable(e.to_string()))?;
         let token = match existing.as_deref().map(TokenString::from_presented) {
             Some(Ok(t)) => t,
             _ => {
                 let t = with_rng(|fill| TokenString::generate(&self.settings.prefix, fill))?;
-                data.write_admin_token(t.expose())
-                    .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+                data.write_admin_token(t.expose()).map_err(|e| EngineError::Unavailable(e.to_string()))?;
                 t
             }
         };
@@ -299,9 +265,7 @@ impl Engine {
                 id: token.id().to_owned(),
                 name: "bootstrap admin".to_owned(),
                 owner: "tokentrail".to_owned(),
-                description:
-                    "Created on first start. Create named admin tokens, then revoke this one."
-                        .to_owned(),
+                description: "Created on first start. Create named admin tokens, then revoke this one.".to_owned(),
                 labels: BTreeMap::new(),
                 scopes: vec![Scope::tokentrail_admin()],
                 created_at: now,
@@ -364,12 +328,7 @@ impl Engine {
 
     /// Decides whether `presented` may do what `required` names, for tokentrail's own API.
     /// A denial is recorded as an access event before it is returned.
-    pub fn authenticate(
-        &self,
-        presented: Option<&str>,
-        required: &Scope,
-        ctx: &RequestContext,
-    ) -> Result<Principal> {
+    pub fn authenticate(&self, presented: Option<&str>, required: &Scope, ctx: &RequestContext) -> Result<Principal> {
         let presented = presented.unwrap_or("");
         let credential = token::parse(presented);
         let record = match credential {
@@ -377,24 +336,15 @@ impl Engine {
             Err(_) => None,
         };
         let now = self.now();
-        let attempt = Attempt {
-            credential,
-            record: record.as_ref(),
-            required: Some(required),
-            source_ip: ctx.source_ip,
-            now,
-        };
+        let attempt =
+            Attempt { credential, record: record.as_ref(), required: Some(required), source_ip: ctx.source_ip, now };
         let decision = token::decide(&self.pepper, &attempt, &mut |_| None);
         let resolved = decision.reason != Reason::UnknownToken && credential.is_ok();
         if decision.allowed()
             && let Some(r) = &record
         {
             self.note_use(&r.id, now);
-            return Ok(Principal {
-                token_id: r.id.clone(),
-                owner: r.owner.clone(),
-                scopes: r.scopes.clone(),
-            });
+            return Ok(Principal { token_id: r.id.clone(), owner: r.owner.clone(), scopes: r.scopes.clone() });
         }
         let mut event = self.new_event(Kind::Access, "admin", decision.reason)?;
         Self::fill_context(&mut event, ctx);
@@ -415,13 +365,7 @@ impl Engine {
     }
 
     /// Records an allowed read of tokentrail's own API (who looked at what), as an access event.
-    pub fn record_read(
-        &self,
-        by: &Principal,
-        ctx: &RequestContext,
-        required: &Scope,
-        status: u16,
-    ) -> Result<String> {
+    pub fn record_read(&self, by: &Principal, ctx: &RequestContext, required: &Scope, status: u16) -> Result<String> {
         let mut event = self.new_event(Kind::Access, "admin", Reason::Ok)?;
         Self::fill_context(&mut event, ctx);
         event.token_id = Some(by.token_id.clone());
@@ -436,8 +380,7 @@ impl Engine {
     }
 
     fn note_use(&self, id: &str, at: Timestamp) {
-        let mut pending =
-            self.pending_last_used.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut pending = self.pending_last_used.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let slot = pending.entry(id.to_owned()).or_insert(at);
         if *slot < at {
             *slot = at;
@@ -448,8 +391,7 @@ impl Engine {
     /// shutdown, so `last_used_at` costs no write per request.
     pub fn flush_last_used(&self) -> Result<usize> {
         let batch: Vec<(String, Timestamp)> = {
-            let mut pending =
-                self.pending_last_used.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut pending = self.pending_last_used.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             pending.drain().collect()
         };
         let n = batch.len();

@@ -24,17 +24,14 @@ impl FixedClock {
 fn open() -> (tempfile::TempDir, Engine, Arc<FixedClock>) {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(FixedClock(AtomicI64::new(1_790_000_000)));
-    let (engine, report) =
-        Engine::open(&dir.path().join("data"), Settings::default(), clock.clone()).unwrap();
+    let (engine, report) = Engine::open(&dir.path().join("data"), Settings::default(), clock.clone()).unwrap();
     assert_eq!(report, OpenReport { created_pepper: true, created_admin_token: true });
     (dir, engine, clock)
 }
 
 fn admin(engine: &Engine, dir: &tempfile::TempDir) -> Principal {
     let token = DataDir::new(&dir.path().join("data")).read_admin_token().unwrap().unwrap();
-    engine
-        .authenticate(Some(&token), &Scope::tokentrail_admin(), &RequestContext::default())
-        .unwrap()
+    engine.authenticate(Some(&token), &Scope::tokentrail_admin(), &RequestContext::default()).unwrap()
 }
 
 fn new_token(scopes: &[&str]) -> NewToken {
@@ -63,17 +60,11 @@ fn lifecycle_create_authenticate_rotate_revoke() {
     assert_eq!(ev.operation.as_deref(), Some("token.create"));
     assert_eq!(rec.expires_at, add(engine.now(), 90 * 86_400));
     let need = Scope::parse("orders:read").unwrap();
-    assert_eq!(
-        reason_of(engine.authenticate(Some(tok.expose()), &need, &ctx)),
-        format!("ok {}", rec.id)
-    );
+    assert_eq!(reason_of(engine.authenticate(Some(tok.expose()), &need, &ctx)), format!("ok {}", rec.id));
 
     let (_, rotated) = engine.rotate_token(&by, &ctx, &rec.id, Some("60s")).unwrap();
     assert_eq!(rotated.id(), tok.id());
-    assert!(
-        reason_of(engine.authenticate(Some(tok.expose()), &need, &ctx)).starts_with("ok"),
-        "grace"
-    );
+    assert!(reason_of(engine.authenticate(Some(tok.expose()), &need, &ctx)).starts_with("ok"), "grace");
     clock.advance(61);
     assert_eq!(reason_of(engine.authenticate(Some(tok.expose()), &need, &ctx)), "unknown_token");
     assert!(reason_of(engine.authenticate(Some(rotated.expose()), &need, &ctx)).starts_with("ok"));
@@ -86,14 +77,11 @@ fn lifecycle_create_authenticate_rotate_revoke() {
     assert!(matches!(rotate_revoked, EngineError::Conflict { code: "token_revoked", .. }));
 
     // Every change and every denial is an event, in order.
-    let page =
-        engine.list_events(&EventQuery { order: store::Order::Asc, ..Default::default() }).unwrap();
+    let page = engine.list_events(&EventQuery { order: store::Order::Asc, ..Default::default() }).unwrap();
     let kinds: Vec<String> = page
         .items
         .iter()
-        .map(|e| {
-            format!("{}:{}:{}", e.kind.as_str(), e.operation.as_deref().unwrap_or("-"), e.reason)
-        })
+        .map(|e| format!("{}:{}:{}", e.kind.as_str(), e.operation.as_deref().unwrap_or("-"), e.reason))
         .collect();
     expect![[r#"
         admin:token.create:ok
@@ -177,7 +165,8 @@ fn validation_reports_every_problem_at_once_and_stores_nothing() {
         expires_in: "soon" is not a duration: use a whole number and a unit s, m, h, d or w (for example 30d)
         expires_at: give at most one of expires_at, expires_in and no_expiry
         ok expires_at=None
-    "#]].assert_eq(&out);
+    "#]]
+    .assert_eq(&out);
 }
 
 #[test]
@@ -198,8 +187,7 @@ fn update_changes_only_what_is_given_and_records_the_diff() {
     assert_eq!(updated.revision, 2);
     assert_eq!(updated.name, rec.name);
     assert_eq!(updated.rate_limit, None);
-    let last =
-        engine.list_events(&EventQuery { limit: 1, ..Default::default() }).unwrap().items.remove(0);
+    let last = engine.list_events(&EventQuery { limit: 1, ..Default::default() }).unwrap().items.remove(0);
     let details: String = last.details.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
     expect![[r#"
         allowed_cidrs:  -> 10.0.0.0/8
@@ -209,15 +197,10 @@ fn update_changes_only_what_is_given_and_records_the_diff() {
     .assert_eq(&details);
     // The scope change applies to the very next request, from an allowed network only.
     let write = Scope::parse("orders:write").unwrap();
-    let inside =
-        RequestContext { source_ip: Some("10.1.2.3".parse().unwrap()), ..Default::default() };
-    let outside =
-        RequestContext { source_ip: Some("192.0.2.1".parse().unwrap()), ..Default::default() };
+    let inside = RequestContext { source_ip: Some("10.1.2.3".parse().unwrap()), ..Default::default() };
+    let outside = RequestContext { source_ip: Some("192.0.2.1".parse().unwrap()), ..Default::default() };
     assert!(reason_of(engine.authenticate(Some(tok.expose()), &write, &inside)).starts_with("ok"));
-    assert_eq!(
-        reason_of(engine.authenticate(Some(tok.expose()), &write, &outside)),
-        "ip_not_allowed"
-    );
+    assert_eq!(reason_of(engine.authenticate(Some(tok.expose()), &write, &outside)), "ip_not_allowed");
     // An empty patch changes nothing and records nothing.
     let n = engine.store().event_count().unwrap();
     engine.update_token(&by, &ctx, &rec.id, TokenPatch::default()).unwrap();
@@ -237,21 +220,14 @@ fn list_filters_and_cursor_binding() {
     let (first, cursor) = engine.list_tokens(&filter).unwrap();
     assert_eq!(first.len(), 2);
     let cursor = cursor.unwrap();
-    let (rest, end) = engine
-        .list_tokens(&TokenFilter { cursor: Some(cursor.clone()), ..filter.clone() })
-        .unwrap();
+    let (rest, end) = engine.list_tokens(&TokenFilter { cursor: Some(cursor.clone()), ..filter.clone() }).unwrap();
     assert_eq!(rest.len(), 1);
     assert_eq!(end, None);
-    let other =
-        TokenFilter { owner: Some("odd".into()), cursor: Some(cursor), ..Default::default() };
+    let other = TokenFilter { owner: Some("odd".into()), cursor: Some(cursor), ..Default::default() };
     let err = engine.list_tokens(&other).unwrap_err();
     assert!(matches!(err, EngineError::Invalid(ref e) if e[0].field == "cursor"), "{err:?}");
-    let bad = TokenFilter {
-        state: Some("sleeping".into()),
-        scope: Some("x".into()),
-        limit: Some(0),
-        ..Default::default()
-    };
+    let bad =
+        TokenFilter { state: Some("sleeping".into()), scope: Some("x".into()), limit: Some(0), ..Default::default() };
     let EngineError::Invalid(e) = engine.list_tokens(&bad).unwrap_err() else { panic!() };
     assert_eq!(e.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), ["scope", "state", "limit"]);
 }
@@ -264,21 +240,13 @@ fn reopen_keeps_the_bootstrap_token_and_does_not_issue_another() {
     let first = {
         let (engine, _) = Engine::open(&data, Settings::default(), clock.clone()).unwrap();
         let t = DataDir::new(&data).read_admin_token().unwrap().unwrap();
-        assert!(
-            engine
-                .authenticate(Some(&t), &Scope::tokentrail_admin(), &RequestContext::default())
-                .is_ok()
-        );
+        assert!(engine.authenticate(Some(&t), &Scope::tokentrail_admin(), &RequestContext::default()).is_ok());
         t
     };
     let (engine, report) = Engine::open(&data, Settings::default(), clock).unwrap();
     assert_eq!(report, OpenReport { created_pepper: false, created_admin_token: false });
     assert_eq!(DataDir::new(&data).read_admin_token().unwrap().unwrap(), first);
-    assert!(
-        engine
-            .authenticate(Some(&first), &Scope::tokentrail_admin(), &RequestContext::default())
-            .is_ok()
-    );
+    assert!(engine.authenticate(Some(&first), &Scope::tokentrail_admin(), &RequestContext::default()).is_ok());
     assert_eq!(engine.store().count_tokens(engine.now()).unwrap().get("active"), Some(&1));
 }
 
@@ -296,12 +264,7 @@ fn secret_files_are_private() {
     let (dir, _engine, _) = open();
     let data = DataDir::new(&dir.path().join("data"));
     for p in [data.pepper(), data.admin_token()] {
-        assert_eq!(
-            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-            0o600,
-            "{}",
-            p.display()
-        );
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600, "{}", p.display());
     }
     assert_eq!(std::fs::metadata(data.root()).unwrap().permissions().mode() & 0o777, 0o700);
 }
@@ -310,8 +273,7 @@ fn secret_files_are_private() {
 fn last_use_is_batched() {
     let (dir, engine, clock) = open();
     let by = admin(&engine, &dir);
-    let (rec, tok, _) =
-        engine.create_token(&by, &RequestContext::default(), new_token(&["a:read"])).unwrap();
+    let (rec, tok, _) = engine.create_token(&by, &RequestContext::default(), new_token(&["a:read"])).unwrap();
     let need = Scope::parse("a:read").unwrap();
     engine.authenticate(Some(tok.expose()), &need, &RequestContext::default()).unwrap();
     assert_eq!(engine.get_token(&rec.id).unwrap().last_used_at, None, "not written per request");

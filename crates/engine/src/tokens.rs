@@ -129,11 +129,7 @@ impl Problems {
         if n < min {
             self.add(
                 field,
-                if min == 1 {
-                    "must not be empty".to_owned()
-                } else {
-                    format!("must be at least {min} characters")
-                },
+                if min == 1 { "must not be empty".to_owned() } else { format!("must be at least {min} characters") },
             );
         } else if n > max {
             self.add(field, format!("must be at most {max} characters (got {n})"));
@@ -150,10 +146,7 @@ impl Problems {
         match value.parse::<Timestamp>() {
             Ok(t) => Some(t),
             Err(_) => {
-                self.add(
-                    field,
-                    format!("{value:?} is not an RFC 3339 time such as 2026-12-31T23:59:59Z"),
-                );
+                self.add(field, format!("{value:?} is not an RFC 3339 time such as 2026-12-31T23:59:59Z"));
                 None
             }
         }
@@ -167,8 +160,7 @@ impl Problems {
             let valid_key = !k.is_empty()
                 && k.len() <= 63
                 && k.as_bytes()[0].is_ascii_alphanumeric()
-                && k.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.:/-".contains(&b));
+                && k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.:/-".contains(&b));
             if !valid_key {
                 self.add(
                     format!("labels.{k}"),
@@ -199,10 +191,7 @@ impl Problems {
 
     fn cidrs(&mut self, cidrs: &[String]) -> Vec<ipnet::IpNet> {
         if cidrs.len() > MAX_CIDRS {
-            self.add(
-                "allowed_cidrs",
-                format!("at most {MAX_CIDRS} networks (got {})", cidrs.len()),
-            );
+            self.add("allowed_cidrs", format!("at most {MAX_CIDRS} networks (got {})", cidrs.len()));
         }
         let mut out = Vec::new();
         for (i, c) in cidrs.iter().enumerate() {
@@ -237,12 +226,7 @@ fn human(d: Duration) -> String {
 
 impl Engine {
     /// Resolves the requested expiry against the lifetime limits.
-    fn expiry(
-        &self,
-        p: &mut Problems,
-        now: Timestamp,
-        expiry: Expiry,
-    ) -> Option<Option<Timestamp>> {
+    fn expiry(&self, p: &mut Problems, now: Timestamp, expiry: Expiry) -> Option<Option<Timestamp>> {
         let max = self.settings.max_lifetime;
         let latest = add_duration(now, max);
         let at = match expiry {
@@ -250,10 +234,7 @@ impl Engine {
             Expiry::Default => add_duration(now, self.settings.default_lifetime.min(max)),
             Expiry::In(s) => match token::parse_duration(&s) {
                 Ok(d) if d > max => {
-                    p.add(
-                        "expires_in",
-                        format!("{s} is beyond the maximum lifetime of {}", human(max)),
-                    );
+                    p.add("expires_in", format!("{s} is beyond the maximum lifetime of {}", human(max)));
                     return None;
                 }
                 Ok(d) => add_duration(now, d),
@@ -269,10 +250,7 @@ impl Engine {
                     return None;
                 }
                 if latest.is_some_and(|l| t > l) {
-                    p.add(
-                        "expires_at",
-                        format!("{s} is beyond the maximum lifetime of {} from now", human(max)),
-                    );
+                    p.add("expires_at", format!("{s} is beyond the maximum lifetime of {} from now", human(max)));
                     return None;
                 }
                 Some(t)
@@ -281,14 +259,7 @@ impl Engine {
         Some(at)
     }
 
-    fn admin_event(
-        &self,
-        by: &Principal,
-        ctx: &RequestContext,
-        op: &str,
-        target: &str,
-        status: u16,
-    ) -> Result<Event> {
+    fn admin_event(&self, by: &Principal, ctx: &RequestContext, op: &str, target: &str, status: u16) -> Result<Event> {
         let mut e = self.new_event(Kind::Admin, "admin", Reason::Ok)?;
         Engine::fill_context(&mut e, ctx);
         e.token_id = Some(by.token_id.clone());
@@ -320,10 +291,7 @@ impl Engine {
         let scopes = p.scopes(&new.scopes);
         let allowed_cidrs = p.cidrs(&new.allowed_cidrs);
         let rate_limit = new.rate_limit.as_deref().and_then(|r| p.rate(r));
-        let given = [new.expires_at.is_some(), new.expires_in.is_some(), new.no_expiry]
-            .iter()
-            .filter(|b| **b)
-            .count();
+        let given = [new.expires_at.is_some(), new.expires_in.is_some(), new.no_expiry].iter().filter(|b| **b).count();
         let expiry = if given > 1 {
             p.add("expires_at", "give at most one of expires_at, expires_in and no_expiry");
             None
@@ -369,8 +337,7 @@ impl Engine {
         };
         let mut event = self.admin_event(by, ctx, "token.create", &record.id, 201)?;
         event.details = describe(&record);
-        event.explanation =
-            Some(format!("created token {} ({}) for {}", record.id, record.name, record.owner));
+        event.explanation = Some(format!("created token {} ({}) for {}", record.id, record.name, record.owner));
         self.store.insert_token(&record, &mut event)?;
         Ok((record, token, event))
     }
@@ -385,9 +352,7 @@ impl Engine {
         if t.revoked_at.is_some() {
             return Err(EngineError::Conflict {
                 code: "token_revoked",
-                message: format!(
-                    "token {id} is revoked and cannot be {verb}; issue a new token instead"
-                ),
+                message: format!("token {id} is revoked and cannot be {verb}; issue a new token instead"),
             });
         }
         Ok(t)
@@ -432,18 +397,14 @@ impl Engine {
             Some(None) => t.rate_limit = None,
             None => {}
         }
-        let given =
-            [patch.expires_at.is_some(), patch.expires_in.is_some(), patch.no_expiry == Some(true)]
-                .iter()
-                .filter(|b| **b)
-                .count();
+        let given = [patch.expires_at.is_some(), patch.expires_in.is_some(), patch.no_expiry == Some(true)]
+            .iter()
+            .filter(|b| **b)
+            .count();
         if given > 1 {
             p.add("expires_at", "give at most one of expires_at, expires_in and no_expiry");
         } else if patch.no_expiry == Some(false) {
-            p.add(
-                "no_expiry",
-                "only `true` is meaningful; to set an expiry give expires_at or expires_in",
-            );
+            p.add("no_expiry", "only `true` is meaningful; to set an expiry give expires_at or expires_in");
         } else {
             let asked = match (patch.expires_at, patch.expires_in, patch.no_expiry) {
                 (Some(at), _, _) => Some(Expiry::At(at)),
@@ -475,10 +436,8 @@ impl Engine {
         t.updated_at = now;
         t.revision = old.revision + 1;
         let mut event = self.admin_event(by, ctx, "token.update", id, 200)?;
-        event.explanation = Some(format!(
-            "updated token {id}: {}",
-            changes.keys().cloned().collect::<Vec<_>>().join(", ")
-        ));
+        event.explanation =
+            Some(format!("updated token {id}: {}", changes.keys().cloned().collect::<Vec<_>>().join(", ")));
         event.details = changes;
         self.store.update_token(&t, old.revision, &mut event)?;
         Ok(t)
@@ -486,13 +445,7 @@ impl Engine {
 
     /// Revokes a token (final). Revoking twice is a conflict, not a silent success, so that the
     /// audit trail keeps the first revocation's reason.
-    pub fn revoke_token(
-        &self,
-        by: &Principal,
-        ctx: &RequestContext,
-        id: &str,
-        reason: &str,
-    ) -> Result<TokenRecord> {
+    pub fn revoke_token(&self, by: &Principal, ctx: &RequestContext, id: &str, reason: &str) -> Result<TokenRecord> {
         let mut p = Problems::default();
         p.text("reason", reason, 1, MAX_REASON, false);
         p.finish()?;
@@ -551,15 +504,13 @@ impl Engine {
         let mut t = old.clone();
         t.secret_hash = self.pepper.hash_secret(token.secret());
         t.secret_created_at = now;
-        t.previous_secret =
-            grace.and_then(|g| add_duration(now, g)).map(|until| (old.secret_hash, until));
+        t.previous_secret = grace.and_then(|g| add_duration(now, g)).map(|until| (old.secret_hash, until));
         t.updated_at = now;
         t.revision = old.revision + 1;
         let mut event = self.admin_event(by, ctx, "token.rotate", id, 200)?;
         let grace_text = grace.map_or_else(|| "none".to_owned(), human);
         event.details = BTreeMap::from([("grace".to_owned(), grace_text.clone())]);
-        event.explanation =
-            Some(format!("rotated token {id}; the old secret's grace period: {grace_text}"));
+        event.explanation = Some(format!("rotated token {id}; the old secret's grace period: {grace_text}"));
         self.store.update_token(&t, old.revision, &mut event)?;
         Ok((t, token))
     }
@@ -577,10 +528,7 @@ impl Engine {
         let state = filter.state.as_deref().and_then(|s| {
             let st = TokenState::parse(s);
             if st.is_none() {
-                p.add(
-                    "state",
-                    format!("{s:?} is not a state (active, revoked, expired, not_yet_valid)"),
-                );
+                p.add("state", format!("{s:?} is not a state (active, revoked, expired, not_yet_valid)"));
             }
             st
         });
@@ -592,15 +540,11 @@ impl Engine {
         if !(1..=MAX_PAGE).contains(&limit) {
             p.add("limit", format!("must be between 1 and {MAX_PAGE}"));
         }
-        let signature =
-            format!("{:?}|{:?}|{:?}|{:?}", filter.owner, filter.scope, filter.state, filter.label);
+        let signature = format!("{:?}|{:?}|{:?}|{:?}", filter.owner, filter.scope, filter.state, filter.label);
         let after = filter.cursor.as_deref().and_then(|c| match decode_cursor(c, &signature) {
             Some(n) => Some(n),
             None => {
-                p.add(
-                    "cursor",
-                    "is not a cursor issued for this query; start again without a cursor",
-                );
+                p.add("cursor", "is not a cursor issued for this query; start again without a cursor");
                 None
             }
         });
@@ -676,9 +620,7 @@ fn diff(old: &TokenRecord, new: &TokenRecord) -> BTreeMap<String, String> {
     put("name", old.name.clone(), new.name.clone());
     put("owner", old.owner.clone(), new.owner.clone());
     put("description", old.description.clone(), new.description.clone());
-    let labels = |t: &TokenRecord| {
-        t.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
-    };
+    let labels = |t: &TokenRecord| t.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
     put("labels", labels(old), labels(new));
     put("scopes", join(&old.scopes), join(&new.scopes));
     put("expires_at", fmt_opt(old.expires_at), fmt_opt(new.expires_at));

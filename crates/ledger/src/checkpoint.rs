@@ -84,8 +84,7 @@ impl Checkpoint {
             return Err(CheckpointError::ControlCharacter);
         }
         let mut lines = body.split('\n');
-        let (Some(origin), Some(size), Some(root)) = (lines.next(), lines.next(), lines.next())
-        else {
+        let (Some(origin), Some(size), Some(root)) = (lines.next(), lines.next(), lines.next()) else {
             return Err(CheckpointError::TooFewLines);
         };
         if origin.is_empty() {
@@ -95,12 +94,7 @@ impl Checkpoint {
         if extensions.iter().any(String::is_empty) {
             return Err(CheckpointError::EmptyExtensionLine);
         }
-        Ok(Checkpoint {
-            origin: origin.to_owned(),
-            size: parse_size(size)?,
-            root: parse_root(root)?,
-            extensions,
-        })
+        Ok(Checkpoint { origin: origin.to_owned(), size: parse_size(size)?, root: parse_root(root)?, extensions })
     }
 
     /// The body text: origin, size and root hash lines, then any extension lines.
@@ -151,30 +145,18 @@ fn parse_root(line: &str) -> Result<Hash, CheckpointError> {
 
 /// Builds the checkpoint for `origin`, `size` and `root` and signs it: the signed note text the
 /// server publishes.
-pub fn sign_checkpoint(
-    origin: &str,
-    size: u64,
-    root: &Hash,
-    signer: &Signer,
-) -> Result<String, CheckpointError> {
+pub fn sign_checkpoint(origin: &str, size: u64, root: &Hash, signer: &Signer) -> Result<String, CheckpointError> {
     let checkpoint = Checkpoint::new(origin, size, *root)?;
     Ok(note::sign(&checkpoint.to_text(), signer)?)
 }
 
 /// Opens a signed checkpoint from the log `origin`: the note must be signed by one of
 /// `verifiers` (see [`note::open`]) and its body must be a checkpoint for that origin.
-pub fn open_checkpoint(
-    signed: &str,
-    origin: &str,
-    verifiers: &[Verifier],
-) -> Result<Checkpoint, CheckpointError> {
+pub fn open_checkpoint(signed: &str, origin: &str, verifiers: &[Verifier]) -> Result<Checkpoint, CheckpointError> {
     let opened = note::open(signed, verifiers)?;
     let checkpoint = Checkpoint::parse(opened.text)?;
     if checkpoint.origin != origin {
-        return Err(CheckpointError::OriginMismatch {
-            expected: origin.to_owned(),
-            found: checkpoint.origin,
-        });
+        return Err(CheckpointError::OriginMismatch { expected: origin.to_owned(), found: checkpoint.origin });
     }
     Ok(checkpoint)
 }

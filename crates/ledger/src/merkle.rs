@@ -31,8 +31,8 @@ pub type Hash = [u8; 32];
 
 /// The root of the empty tree, `SHA-256("")`.
 pub const EMPTY_ROOT: Hash = [
-    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
-    0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
+    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24, 0x27, 0xae, 0x41,
+    0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
 ];
 
 /// The hash of a leaf: `SHA-256(0x00 || data)`.
@@ -267,11 +267,8 @@ impl Shape {
         let mut hashes = Vec::with_capacity(self.groups.len());
         let mut nodes = self.nodes.iter();
         for &len in &self.groups {
-            let group: Vec<Hash> = nodes
-                .by_ref()
-                .take(len)
-                .map(|id| reader.node(id.level, id.index))
-                .collect::<Result<_, _>>()?;
+            let group: Vec<Hash> =
+                nodes.by_ref().take(len).map(|id| reader.node(id.level, id.index)).collect::<Result<_, _>>()?;
             hashes.push(fold_right(&group));
         }
         Ok(hashes)
@@ -365,10 +362,7 @@ impl Frontier {
 
     /// Reads the frontier of the tree of `size` leaves from the stored-hash index.
     pub fn read<R: NodeReader + ?Sized>(size: u64, reader: &R) -> Result<Self, R::Error> {
-        let hashes = nodes_for_root(size)
-            .iter()
-            .map(|id| reader.node(id.level, id.index))
-            .collect::<Result<_, _>>()?;
+        let hashes = nodes_for_root(size).iter().map(|id| reader.node(id.level, id.index)).collect::<Result<_, _>>()?;
         Ok(Frontier { size, hashes })
     }
 
@@ -384,10 +378,7 @@ impl Frontier {
 
     /// The frontier as stored nodes, largest subtree first.
     pub fn nodes(&self) -> impl Iterator<Item = StoredNode> + '_ {
-        nodes_for_root(self.size)
-            .into_iter()
-            .zip(&self.hashes)
-            .map(|(id, &hash)| StoredNode { id, hash })
+        nodes_for_root(self.size).into_iter().zip(&self.hashes).map(|(id, &hash)| StoredNode { id, hash })
     }
 
     /// The tree root.
@@ -415,11 +406,7 @@ impl Frontier {
 
     /// Appends many leaves; see [`Frontier::append`]. Fails without appending anything if the
     /// size would overflow.
-    pub fn extend(
-        &mut self,
-        leaf_hashes: &[Hash],
-        out: &mut Vec<StoredNode>,
-    ) -> Result<(), TreeFull> {
+    pub fn extend(&mut self, leaf_hashes: &[Hash], out: &mut Vec<StoredNode>) -> Result<(), TreeFull> {
         let count = u64::try_from(leaf_hashes.len()).map_err(|_| TreeFull)?;
         self.size.checked_add(count).ok_or(TreeFull)?;
         // A run of leaves stores just under two nodes per leaf.
@@ -719,9 +706,7 @@ fn is_valid_subtree(start: u64, end: u64) -> bool {
         None => false,
         Some(0) => true,
         // A length above 2^63 rounds up to 2^64, of which only 0 is a multiple.
-        Some(len) => {
-            len.checked_next_power_of_two().map_or(start == 0, |p| start.is_multiple_of(p))
-        }
+        Some(len) => len.checked_next_power_of_two().map_or(start == 0, |p| start.is_multiple_of(p)),
     }
 }
 
@@ -744,12 +729,10 @@ pub fn verify_subtree_inclusion(
     if index < start || index >= end {
         return Err(ProofError::IndexOutsideSubtree { index, start, end });
     }
-    verify_inclusion(index - start, end - start, leaf_hash, proof, subtree_hash).map_err(
-        |e| match e {
-            ProofError::RootMismatch => ProofError::SubtreeHashMismatch,
-            other => other,
-        },
-    )
+    verify_inclusion(index - start, end - start, leaf_hash, proof, subtree_hash).map_err(|e| match e {
+        ProofError::RootMismatch => ProofError::SubtreeHashMismatch,
+        other => other,
+    })
 }
 
 /// The index walk of the subtree consistency verification of the Merkle Tree Certificates

@@ -340,10 +340,8 @@ pub fn open<'a>(note: &'a str, verifiers: &[Verifier]) -> Result<OpenedNote<'a>,
     let mut verified_by: Vec<&str> = Vec::new();
     for (i, line) in lines.split('\n').enumerate() {
         let malformed = NoteError::MalformedSignatureLine { line: i + 1 };
-        let (name, b64) = line
-            .strip_prefix(SIG_PREFIX)
-            .and_then(|rest| rest.split_once(' '))
-            .ok_or_else(|| malformed.clone())?;
+        let (name, b64) =
+            line.strip_prefix(SIG_PREFIX).and_then(|rest| rest.split_once(' ')).ok_or_else(|| malformed.clone())?;
         if !is_valid_name(name) {
             return Err(malformed);
         }
@@ -355,9 +353,8 @@ pub fn open<'a>(note: &'a str, verifiers: &[Verifier]) -> Result<OpenedNote<'a>,
         let Some(verifier) = verifiers.iter().find(|v| v.name == name && v.key_id == id) else {
             continue;
         };
-        let verifies = <&[u8; 64]>::try_from(signature).is_ok_and(|bytes| {
-            verifier.key.verify_strict(text.as_bytes(), &Signature::from_bytes(bytes)).is_ok()
-        });
+        let verifies = <&[u8; 64]>::try_from(signature)
+            .is_ok_and(|bytes| verifier.key.verify_strict(text.as_bytes(), &Signature::from_bytes(bytes)).is_ok());
         if !verifies {
             return Err(NoteError::InvalidSignature { name: name.to_owned() });
         }

@@ -27,9 +27,7 @@ pub struct OptionalJsonBody<T>(pub T);
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
         let what = match e.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                "malformed JSON"
-            }
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "malformed JSON",
             _ => "invalid body",
         };
         ApiError::bad_request(format!("{what}: {e}"))
@@ -37,8 +35,7 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
-    let content_type =
-        req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
@@ -95,13 +92,9 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
 /// The request context of an event: address, user agent, method, path, route, request id.
 pub fn context(parts: &Parts) -> RequestContext {
     let source_ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ci| ci.0.ip());
-    let user_agent = parts
-        .headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(512).collect());
-    let route =
-        parts.extensions.get::<MatchedPath>().map(|m| format!("{} {}", parts.method, m.as_str()));
+    let user_agent =
+        parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(512).collect());
+    let route = parts.extensions.get::<MatchedPath>().map(|m| format!("{} {}", parts.method, m.as_str()));
     RequestContext {
         source_ip,
         user_agent,
@@ -120,9 +113,7 @@ pub fn bearer(parts: &Parts) -> Option<String> {
         return Some("<non-ascii authorization header>".to_owned());
     };
     match text.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-            Some(token.trim().to_owned())
-        }
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Some(token.trim().to_owned()),
         _ => Some(text.to_owned()),
     }
 }
@@ -138,18 +129,13 @@ pub struct Admin {
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let ctx = context(parts);
         let presented = bearer(parts);
         let engine = state.engine.clone();
         let auth_ctx = ctx.clone();
-        let principal = blocking(move || {
-            engine.authenticate(presented.as_deref(), &Scope::tokentrail_admin(), &auth_ctx)
-        })
-        .await?;
+        let principal =
+            blocking(move || engine.authenticate(presented.as_deref(), &Scope::tokentrail_admin(), &auth_ctx)).await?;
         Ok(Admin { principal, ctx })
     }
 }
@@ -164,8 +150,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| QueryParams(q.0))
-            .map_err(|e| {
-                ApiError::bad_request(format!("invalid query parameters: {}", e.body_text()))
-            })
+            .map_err(|e| ApiError::bad_request(format!("invalid query parameters: {}", e.body_text())))
     }
 }

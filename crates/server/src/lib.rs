@@ -70,10 +70,7 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
     };
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().to_string();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let mut resp = next.run(req).await;
     let elapsed = started.elapsed();
     let status = resp.status().as_u16();
@@ -94,12 +91,7 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "route_not_found",
-        "No such endpoint",
-        "see /openapi.json for the endpoints",
-    )
+    ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "No such endpoint", "see /openapi.json for the endpoints")
 }
 
 async fn method_not_allowed(req: Request, next: Next) -> Response {
@@ -141,8 +133,7 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
 /// directive such as `info` or `tokentrail=debug`).
 pub fn init_logging(format: config::LogFormat, level: &str) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_new(level).with_context(|| format!("invalid log level {level:?}"))?;
+    let filter = EnvFilter::try_new(level).with_context(|| format!("invalid log level {level:?}"))?;
     use std::io::IsTerminal as _;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -194,12 +185,11 @@ pub fn settings(config: &config::Config) -> Settings {
 pub async fn start(config: &config::Config) -> anyhow::Result<Running> {
     let data_dir = config.data_dir.clone();
     let settings = settings(config);
-    let (engine, report) = tokio::task::spawn_blocking(move || {
-        Engine::open(&data_dir, settings, Arc::new(SystemClock))
-    })
-    .await
-    .context("opening the data directory")?
-    .with_context(|| format!("cannot open the data directory {}", config.data_dir.display()))?;
+    let (engine, report) =
+        tokio::task::spawn_blocking(move || Engine::open(&data_dir, settings, Arc::new(SystemClock)))
+            .await
+            .context("opening the data directory")?
+            .with_context(|| format!("cannot open the data directory {}", config.data_dir.display()))?;
     let engine = Arc::new(engine);
     if report.created_admin_token {
         tracing::info!(
@@ -207,9 +197,8 @@ pub async fn start(config: &config::Config) -> anyhow::Result<Running> {
             "created the bootstrap admin token (the file is readable only by this user)"
         );
     }
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener =
+        TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), store = engine.store().backend(), "tokentrail admin API listening");
     let state = AppState { engine: engine.clone(), metrics: Arc::new(metrics::Metrics::default()) };
@@ -233,12 +222,11 @@ pub async fn start(config: &config::Config) -> anyhow::Result<Running> {
     });
     let task_engine = engine.clone();
     let task = tokio::spawn(async move {
-        let served =
-            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|stop| *stop).await;
-                })
-                .await;
+        let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            })
+            .await;
         let _ = flusher.await;
         let e = task_engine.clone();
         match tokio::task::spawn_blocking(move || e.flush_last_used()).await {

@@ -7,8 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Histogram bucket upper bounds, in seconds.
-const BUCKETS: [f64; 12] =
-    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
 #[derive(Default)]
 struct Histogram {
@@ -48,15 +47,9 @@ impl Metrics {
     }
 
     /// The text exposition, with token and event gauges when the store could be read.
-    pub fn render(
-        &self,
-        tokens: Option<&BTreeMap<&'static str, u64>>,
-        events: Option<u64>,
-    ) -> String {
+    pub fn render(&self, tokens: Option<&BTreeMap<&'static str, u64>>, events: Option<u64>) -> String {
         let mut out = String::new();
-        out.push_str(
-            "# HELP tokentrail_http_requests_total HTTP requests answered by the admin API.\n",
-        );
+        out.push_str("# HELP tokentrail_http_requests_total HTTP requests answered by the admin API.\n");
         out.push_str("# TYPE tokentrail_http_requests_total counter\n");
         for ((method, route, status), n) in
             self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter()
@@ -70,9 +63,7 @@ impl Metrics {
         }
         out.push_str("# HELP tokentrail_http_request_duration_seconds Time to answer a request.\n");
         out.push_str("# TYPE tokentrail_http_request_duration_seconds histogram\n");
-        for (route, h) in
-            self.latency.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter()
-        {
+        for (route, h) in self.latency.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
             let route = escape(route);
             for (i, le) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(
@@ -86,27 +77,19 @@ impl Metrics {
                 "tokentrail_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
                 h.count
             );
-            let _ = writeln!(
-                out,
-                "tokentrail_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "tokentrail_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
-                h.count
-            );
+            let _ = writeln!(out, "tokentrail_http_request_duration_seconds_sum{{route=\"{route}\"}} {}", h.sum);
+            let _ = writeln!(out, "tokentrail_http_request_duration_seconds_count{{route=\"{route}\"}} {}", h.count);
         }
         if let Some(tokens) = tokens {
-            out.push_str(
-                "# HELP tokentrail_tokens Tokens by state.\n# TYPE tokentrail_tokens gauge\n",
-            );
+            out.push_str("# HELP tokentrail_tokens Tokens by state.\n# TYPE tokentrail_tokens gauge\n");
             for (state, n) in tokens {
                 let _ = writeln!(out, "tokentrail_tokens{{state=\"{state}\"}} {n}");
             }
         }
         if let Some(n) = events {
-            out.push_str("# HELP tokentrail_audit_events Events in the audit log.\n# TYPE tokentrail_audit_events gauge\n");
+            out.push_str(
+                "# HELP tokentrail_audit_events Events in the audit log.\n# TYPE tokentrail_audit_events gauge\n",
+            );
             let _ = writeln!(out, "tokentrail_audit_events {n}");
         }
         out

@@ -36,12 +36,7 @@ pub struct ProblemParts {
 
 impl ApiError {
     /// A problem with a status, code, title and detail.
-    pub fn new(
-        status: StatusCode,
-        code: &'static str,
-        title: &'static str,
-        detail: impl Into<String>,
-    ) -> ApiError {
+    pub fn new(status: StatusCode, code: &'static str, title: &'static str, detail: impl Into<String>) -> ApiError {
         ApiError(Box::new(ProblemParts {
             status,
             code,
@@ -56,39 +51,20 @@ impl ApiError {
 
     /// 400 for a request that cannot be read (syntax, types, unknown fields).
     pub fn bad_request(detail: impl Into<String>) -> ApiError {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "The request could not be read",
-            detail,
-        )
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "The request could not be read", detail)
     }
 
     /// 400 listing every invalid field.
     pub fn invalid(errors: Vec<FieldError>) -> ApiError {
-        let detail = errors
-            .iter()
-            .map(|e| format!("{}: {}", e.field, e.message))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let mut e = ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
-            "Some fields are invalid",
-            detail,
-        );
+        let detail = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
+        let mut e = ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", "Some fields are invalid", detail);
         e.errors = errors;
         e
     }
 
     /// 404.
     pub fn not_found(what: impl Into<String>) -> ApiError {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "Not found",
-            format!("{} does not exist", what.into()),
-        )
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", "Not found", format!("{} does not exist", what.into()))
     }
 
     /// 500 with a generic message; the detail goes to the log only.
@@ -107,22 +83,15 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> ApiError {
         match e {
             EngineError::Invalid(errors) => ApiError::invalid(
-                errors
-                    .into_iter()
-                    .map(|e| FieldError { field: e.field, message: e.message })
-                    .collect(),
+                errors.into_iter().map(|e| FieldError { field: e.field, message: e.message }).collect(),
             ),
             EngineError::NotFound(what) => ApiError::not_found(what),
-            EngineError::Conflict { code, message } => ApiError::new(
-                StatusCode::CONFLICT,
-                code,
-                "The request conflicts with the current state",
-                message,
-            ),
+            EngineError::Conflict { code, message } => {
+                ApiError::new(StatusCode::CONFLICT, code, "The request conflicts with the current state", message)
+            }
             EngineError::Denied(denial) => {
                 let reason = denial.decision.reason;
-                let status =
-                    StatusCode::from_u16(reason.http_status()).unwrap_or(StatusCode::FORBIDDEN);
+                let status = StatusCode::from_u16(reason.http_status()).unwrap_or(StatusCode::FORBIDDEN);
                 let (code, title) = if status == StatusCode::UNAUTHORIZED {
                     ("unauthorized", "Authentication failed")
                 } else if status == StatusCode::TOO_MANY_REQUESTS {
@@ -130,23 +99,13 @@ impl From<EngineError> for ApiError {
                 } else {
                     ("forbidden", "Not allowed")
                 };
-                let mut err =
-                    ApiError::new(status, code, title, denial.decision.explanation.message.clone());
+                let mut err = ApiError::new(status, code, title, denial.decision.explanation.message.clone());
                 err.reason = Some(reason.as_str().to_owned());
                 err.event_id = Some(denial.event_id.clone());
                 if status == StatusCode::UNAUTHORIZED {
-                    let error = if reason == token::Reason::MissingToken {
-                        ""
-                    } else {
-                        ", error=\"invalid_token\""
-                    };
-                    err.headers.push((
-                        header::WWW_AUTHENTICATE,
-                        format!("Bearer realm=\"tokentrail\"{error}"),
-                    ));
-                } else if status == StatusCode::FORBIDDEN
-                    && reason == token::Reason::InsufficientScope
-                {
+                    let error = if reason == token::Reason::MissingToken { "" } else { ", error=\"invalid_token\"" };
+                    err.headers.push((header::WWW_AUTHENTICATE, format!("Bearer realm=\"tokentrail\"{error}")));
+                } else if status == StatusCode::FORBIDDEN && reason == token::Reason::InsufficientScope {
                     let scope = denial
                         .decision
                         .explanation

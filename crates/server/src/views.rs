@@ -27,10 +27,7 @@ pub fn token_view(t: &TokenRecord, now: Timestamp) -> proto::TokenView {
         revoked_by: t.revoked_by.clone(),
         revoke_reason: t.revoke_reason.clone(),
         secret_created_at: format_time(t.secret_created_at),
-        previous_secret_valid_until: t
-            .previous_secret
-            .filter(|(_, until)| *until > now)
-            .map(|(_, u)| format_time(u)),
+        previous_secret_valid_until: t.previous_secret.filter(|(_, until)| *until > now).map(|(_, u)| format_time(u)),
         revision: t.revision,
     }
 }

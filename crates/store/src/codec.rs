@@ -20,8 +20,7 @@ pub(crate) fn opt_micros(t: Option<Timestamp>) -> Option<i64> {
 }
 
 pub(crate) fn time(us: i64) -> Result<Timestamp> {
-    Timestamp::from_microsecond(us)
-        .map_err(|_| StoreError::Corrupt(format!("time {us} out of range")))
+    Timestamp::from_microsecond(us).map_err(|_| StoreError::Corrupt(format!("time {us} out of range")))
 }
 
 pub(crate) fn opt_time(us: Option<i64>) -> Result<Option<Timestamp>> {
@@ -33,8 +32,7 @@ pub(crate) fn strings_to_json<S: AsRef<str>>(items: &[S]) -> String {
 }
 
 pub(crate) fn json_to_strings(text: &str) -> Result<Vec<String>> {
-    let corrupt =
-        || StoreError::Corrupt(format!("expected a JSON array of strings, found {text:?}"));
+    let corrupt = || StoreError::Corrupt(format!("expected a JSON array of strings, found {text:?}"));
     match serde_json::from_str::<Value>(text).map_err(|_| corrupt())? {
         Value::Array(items) => items
             .into_iter()
@@ -48,13 +46,11 @@ pub(crate) fn json_to_strings(text: &str) -> Result<Vec<String>> {
 }
 
 pub(crate) fn map_to_json(map: &BTreeMap<String, String>) -> String {
-    Value::Object(map.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
-        .to_string()
+    Value::Object(map.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect()).to_string()
 }
 
 pub(crate) fn json_to_map(text: &str) -> Result<BTreeMap<String, String>> {
-    let corrupt =
-        || StoreError::Corrupt(format!("expected a JSON object of strings, found {text:?}"));
+    let corrupt = || StoreError::Corrupt(format!("expected a JSON object of strings, found {text:?}"));
     match serde_json::from_str::<Value>(text).map_err(|_| corrupt())? {
         Value::Object(items) => items
             .into_iter()
@@ -68,10 +64,7 @@ pub(crate) fn json_to_map(text: &str) -> Result<BTreeMap<String, String>> {
 }
 
 pub(crate) fn scopes(text: &str) -> Result<Vec<Scope>> {
-    json_to_strings(text)?
-        .iter()
-        .map(|s| Scope::parse(s).map_err(|e| StoreError::Corrupt(e.to_string())))
-        .collect()
+    json_to_strings(text)?.iter().map(|s| Scope::parse(s).map_err(|e| StoreError::Corrupt(e.to_string()))).collect()
 }
 
 pub(crate) fn cidrs(text: &str) -> Result<Vec<IpNet>> {
@@ -86,9 +79,7 @@ pub(crate) fn rate_limit(text: Option<String>) -> Result<Option<RateLimit>> {
 }
 
 pub(crate) fn hash(bytes: Vec<u8>) -> Result<token::SecretHash> {
-    let arr: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| StoreError::Corrupt("secret hash is not 32 bytes".to_owned()))?;
+    let arr: [u8; 32] = bytes.try_into().map_err(|_| StoreError::Corrupt("secret hash is not 32 bytes".to_owned()))?;
     Ok(token::SecretHash(arr))
 }
 

@@ -43,13 +43,7 @@ pub(crate) fn token(id: &str, owner: &str, scopes: &[&str]) -> TokenRecord {
 }
 
 pub(crate) fn admin_event(id: &str, target: &str) -> Event {
-    let mut e = Event::new(
-        id.to_owned(),
-        t("2026-01-01T00:00:00.123456Z"),
-        Kind::Admin,
-        "admin",
-        Reason::Ok,
-    );
+    let mut e = Event::new(id.to_owned(), t("2026-01-01T00:00:00.123456Z"), Kind::Admin, "admin", Reason::Ok);
     e.operation = Some("token.create".to_owned());
     e.target = Some(target.to_owned());
     e.token_id = Some("admin0".to_owned());
@@ -58,8 +52,7 @@ pub(crate) fn admin_event(id: &str, target: &str) -> Event {
 }
 
 pub(crate) fn access_event(id: &str, token: Option<&str>, reason: Reason) -> Event {
-    let mut e =
-        Event::new(id.to_owned(), t("2026-02-01T10:00:00Z"), Kind::Access, "gateway", reason);
+    let mut e = Event::new(id.to_owned(), t("2026-02-01T10:00:00Z"), Kind::Access, "gateway", reason);
     e.token_id = token.map(str::to_owned);
     e.source_ip = Some("203.0.113.7".to_owned());
     e.method = Some("GET".to_owned());
@@ -85,12 +78,8 @@ pub(crate) fn round_trips_tokens(store: &dyn Store) {
 }
 
 pub(crate) fn refuses_duplicate_token_ids_and_keeps_nothing(store: &dyn Store) {
-    store
-        .insert_token(&token("tok1", "alice", &["a:read"]), &mut admin_event("ev1", "tok1"))
-        .unwrap();
-    let err = store
-        .insert_token(&token("tok1", "bob", &["a:read"]), &mut admin_event("ev2", "tok1"))
-        .unwrap_err();
+    store.insert_token(&token("tok1", "alice", &["a:read"]), &mut admin_event("ev1", "tok1")).unwrap();
+    let err = store.insert_token(&token("tok1", "bob", &["a:read"]), &mut admin_event("ev2", "tok1")).unwrap_err();
     assert!(matches!(err, StoreError::Duplicate(_)), "{err:?}");
     assert_eq!(store.event_count().unwrap(), 1, "the failed change's event must not be stored");
     assert_eq!(store.get_token("tok1").unwrap().unwrap().owner, "alice");
@@ -113,9 +102,7 @@ pub(crate) fn updates_with_optimistic_concurrency(store: &dyn Store) {
     stale.revision = 2;
     let err = store.update_token(&stale, 1, &mut admin_event("ev3", "tok1")).unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
-    let err = store
-        .update_token(&token("zzz", "x", &["a:read"]), 0, &mut admin_event("ev4", "zzz"))
-        .unwrap_err();
+    let err = store.update_token(&token("zzz", "x", &["a:read"]), 0, &mut admin_event("ev4", "zzz")).unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
     assert_eq!(store.event_count().unwrap(), 2);
     assert_eq!(store.get_token("tok1").unwrap().unwrap().owner, "bob");
@@ -137,24 +124,9 @@ pub(crate) fn lists_tokens_with_filters_and_pages(store: &dyn Store) {
         store.insert_token(tok, &mut admin_event(&format!("ev{i}"), &tok.id)).unwrap();
     }
     let q = |f: &dyn Fn(&mut TokenQuery)| {
-        let mut query = TokenQuery {
-            owner: None,
-            scope: None,
-            state: None,
-            label: None,
-            after: None,
-            limit: 100,
-            now,
-        };
+        let mut query = TokenQuery { owner: None, scope: None, state: None, label: None, after: None, limit: 100, now };
         f(&mut query);
-        store
-            .list_tokens(&query)
-            .unwrap()
-            .items
-            .iter()
-            .map(|t| t.id.clone())
-            .collect::<Vec<_>>()
-            .join(" ")
+        store.list_tokens(&query).unwrap().items.iter().map(|t| t.id.clone()).collect::<Vec<_>>().join(" ")
     };
     assert_eq!(q(&|_| {}), "t-active t-revoked t-expired t-future t-admin");
     assert_eq!(q(&|q| q.owner = Some("bob".into())), "t-expired t-future");
@@ -162,25 +134,13 @@ pub(crate) fn lists_tokens_with_filters_and_pages(store: &dyn Store) {
     assert_eq!(q(&|q| q.state = Some(TokenState::Revoked)), "t-revoked");
     assert_eq!(q(&|q| q.state = Some(TokenState::Expired)), "t-expired");
     assert_eq!(q(&|q| q.state = Some(TokenState::NotYetValid)), "t-future");
-    assert_eq!(
-        q(&|q| q.scope = Some(Scope::parse("orders:read").unwrap())),
-        "t-active t-revoked t-expired t-future"
-    );
-    assert_eq!(
-        q(&|q| q.scope = Some(Scope::parse("orders:write").unwrap())),
-        "t-active t-expired t-future"
-    );
+    assert_eq!(q(&|q| q.scope = Some(Scope::parse("orders:read").unwrap())), "t-active t-revoked t-expired t-future");
+    assert_eq!(q(&|q| q.scope = Some(Scope::parse("orders:write").unwrap())), "t-active t-expired t-future");
     assert_eq!(q(&|q| q.scope = Some(Scope::parse("users:read").unwrap())), "t-expired");
     assert_eq!(q(&|q| q.scope = Some(Scope::parse("tokentrail:admin").unwrap())), "t-admin");
     assert_eq!(q(&|q| q.scope = Some(Scope::parse("tokentrail:verify").unwrap())), "t-admin");
-    assert_eq!(
-        q(&|q| q.label = Some(("env".into(), None))),
-        "t-active t-revoked t-expired t-future"
-    );
-    assert_eq!(
-        q(&|q| q.label = Some(("env".into(), Some("prod".into())))),
-        "t-active t-revoked t-expired t-future"
-    );
+    assert_eq!(q(&|q| q.label = Some(("env".into(), None))), "t-active t-revoked t-expired t-future");
+    assert_eq!(q(&|q| q.label = Some(("env".into(), Some("prod".into())))), "t-active t-revoked t-expired t-future");
     assert_eq!(q(&|q| q.label = Some(("env".into(), Some("dev".into())))), "");
 
     // Pages of two, following `next`, visit every token once, in order.
@@ -188,15 +148,7 @@ pub(crate) fn lists_tokens_with_filters_and_pages(store: &dyn Store) {
     let mut after = None;
     loop {
         let page = store
-            .list_tokens(&TokenQuery {
-                owner: None,
-                scope: None,
-                state: None,
-                label: None,
-                after,
-                limit: 2,
-                now,
-            })
+            .list_tokens(&TokenQuery { owner: None, scope: None, state: None, label: None, after, limit: 2, now })
             .unwrap();
         assert!(page.items.len() <= 2);
         seen.extend(page.items.iter().map(|t| t.id.clone()));
@@ -228,30 +180,19 @@ pub(crate) fn appends_events_gap_free_and_lists_them(store: &dyn Store) {
     assert_eq!(more[0].seq, Some(5));
     assert_eq!(store.event_count().unwrap(), 6);
 
-    let dup = store
-        .append(&mut [access_event("a1", None, Reason::Ok), access_event("c9", None, Reason::Ok)]);
+    let dup = store.append(&mut [access_event("a1", None, Reason::Ok), access_event("c9", None, Reason::Ok)]);
     assert!(matches!(dup, Err(StoreError::Duplicate(_))), "{dup:?}");
     assert_eq!(store.event_count().unwrap(), 6, "a failed batch stores nothing");
     assert!(store.get_event("c9").unwrap().is_none());
 
-    let ids = |q: EventQuery| {
-        store.list_events(&q).unwrap().items.into_iter().map(|e| e.id).collect::<Vec<_>>().join(" ")
-    };
+    let ids =
+        |q: EventQuery| store.list_events(&q).unwrap().items.into_iter().map(|e| e.id).collect::<Vec<_>>().join(" ");
     assert_eq!(ids(EventQuery::default()), "b0 a4 a3 a2 a1 a0");
     assert_eq!(ids(EventQuery { order: Order::Asc, limit: 2, ..Default::default() }), "a0 a1");
-    assert_eq!(
-        ids(EventQuery { order: Order::Asc, after: Some(1), limit: 2, ..Default::default() }),
-        "a2 a3"
-    );
+    assert_eq!(ids(EventQuery { order: Order::Asc, after: Some(1), limit: 2, ..Default::default() }), "a2 a3");
     assert_eq!(ids(EventQuery { after: Some(4), ..Default::default() }), "a3 a2 a1 a0");
-    assert_eq!(
-        ids(EventQuery { reason: Some(Reason::InsufficientScope), ..Default::default() }),
-        "a3 a1"
-    );
-    assert_eq!(
-        ids(EventQuery { token_id: Some("tok1".into()), limit: 3, ..Default::default() }),
-        "a4 a3 a2"
-    );
+    assert_eq!(ids(EventQuery { reason: Some(Reason::InsufficientScope), ..Default::default() }), "a3 a1");
+    assert_eq!(ids(EventQuery { token_id: Some("tok1".into()), limit: 3, ..Default::default() }), "a4 a3 a2");
     assert_eq!(ids(EventQuery { kind: Some(Kind::Admin), ..Default::default() }), "");
     let page = store.list_events(&EventQuery { limit: 4, ..Default::default() }).unwrap();
     assert_eq!(page.next, Some(2));
@@ -262,15 +203,10 @@ pub(crate) fn appends_events_gap_free_and_lists_them(store: &dyn Store) {
 }
 
 pub(crate) fn last_used_only_moves_forward(store: &dyn Store) {
-    store
-        .insert_token(&token("tok1", "alice", &["a:read"]), &mut admin_event("ev1", "tok1"))
-        .unwrap();
+    store.insert_token(&token("tok1", "alice", &["a:read"]), &mut admin_event("ev1", "tok1")).unwrap();
     store.record_last_used(&[("tok1".into(), t("2026-02-02T00:00:00Z"))]).unwrap();
     store
-        .record_last_used(&[
-            ("tok1".into(), t("2026-02-01T00:00:00Z")),
-            ("ghost".into(), t("2026-02-01T00:00:00Z")),
-        ])
+        .record_last_used(&[("tok1".into(), t("2026-02-01T00:00:00Z")), ("ghost".into(), t("2026-02-01T00:00:00Z"))])
         .unwrap();
     let tok = store.get_token("tok1").unwrap().unwrap();
     assert_eq!(tok.last_used_at, Some(t("2026-02-02T00:00:00Z")));

@@ -142,12 +142,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Replaces a token if its stored revision is `expected_revision`, with its admin event,
     /// atomically; sets `event.seq`. `token.revision` must be `expected_revision + 1`.
-    fn update_token(
-        &self,
-        token: &TokenRecord,
-        expected_revision: u64,
-        event: &mut Event,
-    ) -> Result<()>;
+    fn update_token(&self, token: &TokenRecord, expected_revision: u64, event: &mut Event) -> Result<()>;
 
     /// One token by id.
     fn get_token(&self, id: &str) -> Result<Option<TokenRecord>>;

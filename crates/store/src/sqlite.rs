@@ -10,10 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 use jiff::Timestamp;
 use ledger::event::{Event, Kind, Verdict};
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{
-    Connection, ErrorCode, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior,
-    params,
-};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use token::{Reason, TokenRecord, TokenState};
 
 use crate::codec;
@@ -130,9 +127,7 @@ fn classify(e: rusqlite::Error) -> StoreError {
             | ErrorCode::DatabaseBusy
             | ErrorCode::DatabaseLocked
             | ErrorCode::OutOfMemory => StoreError::Unavailable(e.to_string()),
-            ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
-                StoreError::Corrupt(e.to_string())
-            }
+            ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => StoreError::Corrupt(e.to_string()),
             _ => StoreError::Backend(e.to_string()),
         },
         _ => StoreError::Backend(e.to_string()),
@@ -164,11 +159,7 @@ impl SqliteStore {
         restrict_permissions(path);
         configure(&conn)?;
         migrate(&conn)?;
-        Ok(SqliteStore {
-            path: path.to_owned(),
-            writer: Mutex::new(conn),
-            readers: Mutex::new(Vec::new()),
-        })
+        Ok(SqliteStore { path: path.to_owned(), writer: Mutex::new(conn), readers: Mutex::new(Vec::new()) })
     }
 
     /// The database file.
@@ -183,13 +174,10 @@ impl SqliteStore {
             None => {
                 let c = Connection::open_with_flags(
                     &self.path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY
-                        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                        | OpenFlags::SQLITE_OPEN_URI,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
                 )
                 .map_err(classify)?;
-                c.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA cache_size = -16384;")
-                    .map_err(classify)?;
+                c.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA cache_size = -16384;").map_err(classify)?;
                 c
             }
         };
@@ -203,8 +191,7 @@ impl SqliteStore {
 
     fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = lock(&self.writer);
-        let tx =
-            conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(classify)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(classify)?;
         let out = f(&tx)?;
         tx.commit().map_err(classify)?;
         Ok(out)
@@ -222,9 +209,7 @@ fn restrict_permissions(path: &Path) {
 fn restrict_permissions(_path: &Path) {}
 
 fn migrate(conn: &Connection) -> Result<()> {
-    let version: usize = conn
-        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
-        .map_err(classify)? as usize;
+    let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).map_err(classify)? as usize;
     if version > MIGRATIONS.len() {
         return Err(StoreError::Backend(format!(
             "the database schema (version {version}) is newer than this binary understands ({}); upgrade tokentrail",
@@ -232,11 +217,8 @@ fn migrate(conn: &Connection) -> Result<()> {
         )));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {}; COMMIT;",
-            i + 1
-        ))
-        .map_err(classify)?;
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {}; COMMIT;", i + 1))
+            .map_err(classify)?;
     }
     Ok(())
 }
@@ -314,8 +296,7 @@ fn token_from_row(r: &Row<'_>) -> rusqlite::Result<(i64, Result<TokenRecord>)> {
             secret_hash: codec::hash(hash)?,
             secret_created_at: codec::time(secret_created_at)?,
             previous_secret,
-            revision: u64::try_from(revision)
-                .map_err(|_| StoreError::Corrupt("negative revision".into()))?,
+            revision: u64::try_from(revision).map_err(|_| StoreError::Corrupt("negative revision".into()))?,
         })
     };
     Ok((pk, decode()))
@@ -354,16 +335,13 @@ fn write_grants(tx: &Transaction<'_>, pk: i64, t: &TokenRecord) -> Result<()> {
     tx.execute("DELETE FROM token_scopes WHERE token_pk = ?1", [pk]).map_err(classify)?;
     tx.execute("DELETE FROM token_labels WHERE token_pk = ?1", [pk]).map_err(classify)?;
     let mut scope = tx
-        .prepare_cached(
-            "INSERT OR IGNORE INTO token_scopes (token_pk, resource, action) VALUES (?1, ?2, ?3)",
-        )
+        .prepare_cached("INSERT OR IGNORE INTO token_scopes (token_pk, resource, action) VALUES (?1, ?2, ?3)")
         .map_err(classify)?;
     for s in &t.scopes {
         scope.execute(params![pk, s.resource(), s.action().as_str()]).map_err(classify)?;
     }
-    let mut label = tx
-        .prepare_cached("INSERT INTO token_labels (token_pk, key, value) VALUES (?1, ?2, ?3)")
-        .map_err(classify)?;
+    let mut label =
+        tx.prepare_cached("INSERT INTO token_labels (token_pk, key, value) VALUES (?1, ?2, ?3)").map_err(classify)?;
     for (k, v) in &t.labels {
         label.execute(params![pk, k, v]).map_err(classify)?;
     }
@@ -447,8 +425,7 @@ fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Event>> {
     e.required_scope = r.get(25)?;
     e.explanation = r.get(27)?;
     let decode = move || -> Result<Event> {
-        let corrupt =
-            |what: &str, v: &str| StoreError::Corrupt(format!("event {seq}: bad {what} {v:?}"));
+        let corrupt = |what: &str, v: &str| StoreError::Corrupt(format!("event {seq}: bad {what} {v:?}"));
         e.seq = Some(u64::try_from(seq).map_err(|_| corrupt("seq", "negative"))?);
         e.time = codec::time(time_us)?;
         e.kind = Kind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?;
@@ -457,9 +434,7 @@ fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Event>> {
         e.sensitivity = codec::json_to_strings(&sensitivity)?;
         e.granted_scopes = codec::json_to_strings(&granted)?;
         e.details = codec::json_to_map(&details)?;
-        e.status = status
-            .map(|s| u16::try_from(s).map_err(|_| corrupt("status", &s.to_string())))
-            .transpose()?;
+        e.status = status.map(|s| u16::try_from(s).map_err(|_| corrupt("status", &s.to_string()))).transpose()?;
         e.latency_us = latency.and_then(|v| u64::try_from(v).ok());
         e.bytes_out = bytes.and_then(|v| u64::try_from(v).ok());
         Ok(e)
@@ -468,23 +443,17 @@ fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Event>> {
 }
 
 fn append_in(tx: &Transaction<'_>, events: &mut [Event]) -> Result<()> {
-    let next: i64 = tx
-        .query_row("SELECT COALESCE(MAX(seq) + 1, 0) FROM events", [], |r| r.get(0))
-        .map_err(classify)?;
+    let next: i64 = tx.query_row("SELECT COALESCE(MAX(seq) + 1, 0) FROM events", [], |r| r.get(0)).map_err(classify)?;
     let placeholders = (1..=29).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
     let mut stmt = tx
         .prepare_cached(&format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES ({placeholders})"))
         .map_err(classify)?;
     for (i, e) in events.iter_mut().enumerate() {
         let seq = next + i as i64;
-        stmt.execute(rusqlite::params_from_iter(event_values(seq, e))).map_err(
-            |err| match classify(err) {
-                StoreError::Backend(m) if m.contains("UNIQUE") => {
-                    StoreError::Duplicate(format!("event {}", e.id))
-                }
-                other => other,
-            },
-        )?;
+        stmt.execute(rusqlite::params_from_iter(event_values(seq, e))).map_err(|err| match classify(err) {
+            StoreError::Backend(m) if m.contains("UNIQUE") => StoreError::Duplicate(format!("event {}", e.id)),
+            other => other,
+        })?;
         e.seq = Some(seq as u64);
     }
     Ok(())
@@ -512,9 +481,7 @@ impl Store for SqliteStore {
                 rusqlite::params_from_iter(token_values(token)),
             )
             .map_err(|e| match classify(e) {
-                StoreError::Backend(m) if m.contains("UNIQUE") => {
-                    StoreError::Duplicate(format!("token {}", token.id))
-                }
+                StoreError::Backend(m) if m.contains("UNIQUE") => StoreError::Duplicate(format!("token {}", token.id)),
                 other => other,
             })?;
             let pk = tx.last_insert_rowid();
@@ -523,32 +490,18 @@ impl Store for SqliteStore {
         })
     }
 
-    fn update_token(
-        &self,
-        token: &TokenRecord,
-        expected_revision: u64,
-        event: &mut Event,
-    ) -> Result<()> {
+    fn update_token(&self, token: &TokenRecord, expected_revision: u64, event: &mut Event) -> Result<()> {
         self.write(|tx| {
             let found: Option<(i64, i64)> = tx
-                .query_row("SELECT pk, revision FROM tokens WHERE id = ?1", [&token.id], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
+                .query_row("SELECT pk, revision FROM tokens WHERE id = ?1", [&token.id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()
                 .map_err(classify)?;
-            let (pk, revision) =
-                found.ok_or_else(|| StoreError::NotFound(format!("token {}", token.id)))?;
-            if u64::try_from(revision).ok() != Some(expected_revision)
-                || token.revision != expected_revision + 1
-            {
+            let (pk, revision) = found.ok_or_else(|| StoreError::NotFound(format!("token {}", token.id)))?;
+            if u64::try_from(revision).ok() != Some(expected_revision) || token.revision != expected_revision + 1 {
                 return Err(StoreError::Conflict(format!("token {}", token.id)));
             }
-            let sets: Vec<String> = TOKEN_COLUMNS
-                .split(", ")
-                .skip(2)
-                .enumerate()
-                .map(|(i, c)| format!("{c} = ?{}", i + 2))
-                .collect();
+            let sets: Vec<String> =
+                TOKEN_COLUMNS.split(", ").skip(2).enumerate().map(|(i, c)| format!("{c} = ?{}", i + 2)).collect();
             tx.execute(
                 &format!("UPDATE tokens SET {} WHERE id = ?1", sets.join(", ")),
                 rusqlite::params_from_iter(token_values(token)),
@@ -562,11 +515,7 @@ impl Store for SqliteStore {
     fn get_token(&self, id: &str) -> Result<Option<TokenRecord>> {
         self.read(|c| {
             let row = c
-                .query_row(
-                    &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"),
-                    [id],
-                    token_from_row,
-                )
+                .query_row(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"), [id], token_from_row)
                 .optional()
                 .map_err(classify)?;
             row.map(|(_, t)| t).transpose()
@@ -588,21 +537,14 @@ impl Store for SqliteStore {
         }
         if let Some(scope) = &q.scope {
             let res = arg(SqlValue::Text(scope.resource().to_owned()));
-            let actions: Vec<String> = [
-                token::Action::Read,
-                token::Action::Write,
-                token::Action::Admin,
-                token::Action::Verify,
-            ]
-            .into_iter()
-            .filter(|a| a.implies(scope.action()))
-            .map(|a| arg(SqlValue::Text(a.as_str().to_owned())))
-            .collect();
-            let wildcard = if scope.resource() == token::scope::RESERVED_RESOURCE {
-                ""
-            } else {
-                " OR s.resource = '*'"
-            };
+            let actions: Vec<String> =
+                [token::Action::Read, token::Action::Write, token::Action::Admin, token::Action::Verify]
+                    .into_iter()
+                    .filter(|a| a.implies(scope.action()))
+                    .map(|a| arg(SqlValue::Text(a.as_str().to_owned())))
+                    .collect();
+            let wildcard =
+                if scope.resource() == token::scope::RESERVED_RESOURCE { "" } else { " OR s.resource = '*'" };
             sql += &format!(
                 " AND EXISTS (SELECT 1 FROM token_scopes s WHERE s.token_pk = t.pk AND (s.resource = {res}{wildcard}) AND s.action IN ({}))",
                 actions.join(", ")
@@ -618,9 +560,8 @@ impl Store for SqliteStore {
                     );
                 }
                 None => {
-                    sql += &format!(
-                        " AND EXISTS (SELECT 1 FROM token_labels l WHERE l.token_pk = t.pk AND l.key = {k})"
-                    )
+                    sql +=
+                        &format!(" AND EXISTS (SELECT 1 FROM token_labels l WHERE l.token_pk = t.pk AND l.key = {k})")
                 }
             }
         }
@@ -710,14 +651,10 @@ impl Store for SqliteStore {
 
     fn get_event(&self, id: &str) -> Result<Option<Event>> {
         self.read(|c| {
-            c.query_row(
-                &format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"),
-                [id],
-                event_from_row,
-            )
-            .optional()
-            .map_err(classify)?
-            .transpose()
+            c.query_row(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"), [id], event_from_row)
+                .optional()
+                .map_err(classify)?
+                .transpose()
         })
     }
 
@@ -765,29 +702,22 @@ impl Store for SqliteStore {
                 .map_err(classify)?;
             let more = rows.len() as i64 > limit;
             let items = collect(rows.into_iter().take(limit as usize).collect())?;
-            let next = if more {
-                items.last().and_then(|e: &Event| e.seq).map(|s| s as i64)
-            } else {
-                None
-            };
+            let next = if more { items.last().and_then(|e: &Event| e.seq).map(|s| s as i64) } else { None };
             Ok(Page { items, next })
         })
     }
 
     fn event_count(&self) -> Result<u64> {
         self.read(|c| {
-            let n: i64 = c
-                .query_row("SELECT COALESCE(MAX(seq) + 1, 0) FROM events", [], |r| r.get(0))
-                .map_err(classify)?;
+            let n: i64 =
+                c.query_row("SELECT COALESCE(MAX(seq) + 1, 0) FROM events", [], |r| r.get(0)).map_err(classify)?;
             Ok(u64::try_from(n).unwrap_or(0))
         })
     }
 
     fn meta_get(&self, key: &str) -> Result<Option<String>> {
         self.read(|c| {
-            c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-                .optional()
-                .map_err(classify)
+            c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional().map_err(classify)
         })
     }
 

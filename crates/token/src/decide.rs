@@ -233,28 +233,21 @@ pub fn decide(
     rate: &mut dyn FnMut(&TokenRecord) -> Option<Duration>,
 ) -> Decision {
     let required_scope = attempt.required.cloned();
-    let deny =
-        |reason: Reason, granted: Vec<Scope>, constraint: Option<Constraint>, message: String| {
-            Decision {
-                reason,
-                explanation: Explanation {
-                    required_scope: required_scope.clone(),
-                    granted_scopes: granted,
-                    constraint,
-                    message,
-                },
-            }
-        };
+    let deny = |reason: Reason, granted: Vec<Scope>, constraint: Option<Constraint>, message: String| Decision {
+        reason,
+        explanation: Explanation {
+            required_scope: required_scope.clone(),
+            granted_scopes: granted,
+            constraint,
+            message,
+        },
+    };
     let parsed = match attempt.credential {
         Ok(p) => p,
         Err(e) => {
             let message = match e {
-                CredentialError::Missing => {
-                    "no token was presented (use Authorization: Bearer <token>)"
-                }
-                CredentialError::Malformed => {
-                    "the presented credential is not shaped like a tokentrail token"
-                }
+                CredentialError::Missing => "no token was presented (use Authorization: Bearer <token>)",
+                CredentialError::Malformed => "the presented credential is not shaped like a tokentrail token",
                 CredentialError::BadChecksum => {
                     "the presented token's checksum does not match: it was mistyped, truncated or made up"
                 }
@@ -264,11 +257,7 @@ pub fn decide(
     };
     let now = attempt.now;
     let record = match attempt.record {
-        Some(r)
-            if r.id == parsed.id && r.secret_matches(&pepper.hash_secret(parsed.secret), now) =>
-        {
-            r
-        }
+        Some(r) if r.id == parsed.id && r.secret_matches(&pepper.hash_secret(parsed.secret), now) => r,
         _ => {
             return deny(
                 Reason::UnknownToken,
@@ -289,12 +278,7 @@ pub fn decide(
             by.as_deref().unwrap_or("unknown"),
             why.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
         );
-        return deny(
-            Reason::Revoked,
-            granted,
-            Some(Constraint::Revoked { at, by, reason: why }),
-            message,
-        );
+        return deny(Reason::Revoked, granted, Some(Constraint::Revoked { at, by, reason: why }), message);
     }
     if let Some(expires_at) = record.expires_at.filter(|e| now >= *e) {
         let message = format!("token {} expired at {}", record.id, ts(expires_at));
@@ -302,34 +286,17 @@ pub fn decide(
     }
     if let Some(not_before) = record.not_before.filter(|nb| now < *nb) {
         let message = format!("token {} is not valid before {}", record.id, ts(not_before));
-        return deny(
-            Reason::NotYetValid,
-            granted,
-            Some(Constraint::NotYetValid { not_before }),
-            message,
-        );
+        return deny(Reason::NotYetValid, granted, Some(Constraint::NotYetValid { not_before }), message);
     }
     if !record.ip_allowed(attempt.source_ip) {
-        let shown = attempt
-            .source_ip
-            .map_or_else(|| "an unknown address".to_owned(), |ip| ip.to_canonical().to_string());
-        let message = format!(
-            "{shown} is not in the token's allowed networks {}",
-            list(&record.allowed_cidrs)
-        );
-        let constraint = Constraint::IpNotAllowed {
-            ip: attempt.source_ip,
-            allowed: record.allowed_cidrs.clone(),
-        };
+        let shown =
+            attempt.source_ip.map_or_else(|| "an unknown address".to_owned(), |ip| ip.to_canonical().to_string());
+        let message = format!("{shown} is not in the token's allowed networks {}", list(&record.allowed_cidrs));
+        let constraint = Constraint::IpNotAllowed { ip: attempt.source_ip, allowed: record.allowed_cidrs.clone() };
         return deny(Reason::IpNotAllowed, granted, Some(constraint), message);
     }
     let Some(required) = attempt.required else {
-        return deny(
-            Reason::RouteNotFound,
-            granted,
-            None,
-            "no route of the policy matches this request".to_owned(),
-        );
+        return deny(Reason::RouteNotFound, granted, None, "no route of the policy matches this request".to_owned());
     };
     if !covers(&record.scopes, required) {
         let message = format!("requires {required}; the token grants {}", list(&record.scopes));
@@ -338,19 +305,12 @@ pub fn decide(
     if let Some(retry_after) = rate(record) {
         let limit = record.rate_limit;
         let message = match limit {
-            Some(l) => format!(
-                "token {} is over its rate limit of {l}; retry in {}s",
-                record.id,
-                retry_after.as_secs().max(1)
-            ),
+            Some(l) => {
+                format!("token {} is over its rate limit of {l}; retry in {}s", record.id, retry_after.as_secs().max(1))
+            }
             None => format!("too many requests; retry in {}s", retry_after.as_secs().max(1)),
         };
-        return deny(
-            Reason::RateLimited,
-            granted,
-            Some(Constraint::RateLimited { limit, retry_after }),
-            message,
-        );
+        return deny(Reason::RateLimited, granted, Some(Constraint::RateLimited { limit, retry_after }), message);
     }
     Decision {
         reason: Reason::Ok,
@@ -417,8 +377,7 @@ mod tests {
     fn decision_table() {
         let pepper = Pepper::from_bytes([7; 32]);
         let token = TokenString::generate(&Prefix::default(), &mut fixed_rng());
-        let other =
-            TokenString::with_id(&Prefix::default(), token.id(), &mut |_| {}).expose().to_owned();
+        let other = TokenString::with_id(&Prefix::default(), token.id(), &mut |_| {}).expose().to_owned();
         let good = record(&pepper, &token);
         let read = Scope::parse("orders:read").unwrap();
         let write = Scope::parse("orders:write").unwrap();
@@ -434,21 +393,18 @@ mod tests {
         let mut future = good.clone();
         future.not_before = Some(t("2026-07-01T00:00:00Z"));
         let mut fenced = good.clone();
-        fenced.allowed_cidrs =
-            vec![parse_cidr("10.0.0.0/8").unwrap(), parse_cidr("2001:db8::/32").unwrap()];
+        fenced.allowed_cidrs = vec![parse_cidr("10.0.0.0/8").unwrap(), parse_cidr("2001:db8::/32").unwrap()];
         let mut limited = good.clone();
         limited.rate_limit = Some(RateLimit::parse("100/min").unwrap());
         let mut grace = good.clone();
         grace.secret_hash = pepper.hash_secret("rotated-secret");
-        grace.previous_secret =
-            Some((pepper.hash_secret(token.secret()), t("2026-06-01T12:00:01Z")));
+        grace.previous_secret = Some((pepper.hash_secret(token.secret()), t("2026-06-01T12:00:01Z")));
         let mut grace_over = grace.clone();
         grace_over.previous_secret = Some((pepper.hash_secret(token.secret()), now));
 
         let (head, last) = token.expose().split_at(token.expose().len() - 1);
         let typo = format!("{head}{}", if last == "0" { "1" } else { "0" });
-        type Case<'a> =
-            (&'a str, &'a str, Option<&'a TokenRecord>, Option<&'a Scope>, Option<Duration>);
+        type Case<'a> = (&'a str, &'a str, Option<&'a TokenRecord>, Option<&'a Scope>, Option<Duration>);
         let cases: Vec<Case<'_>> = vec![
             ("ok", token.expose(), Some(&good), Some(&read), None),
             ("missing", "", Some(&good), Some(&read), None),
@@ -463,25 +419,13 @@ mod tests {
             ("ip fenced", token.expose(), Some(&fenced), Some(&read), None),
             ("no route", token.expose(), Some(&good), None, None),
             ("needs write", token.expose(), Some(&good), Some(&write), None),
-            (
-                "rate limited",
-                token.expose(),
-                Some(&limited),
-                Some(&read),
-                Some(Duration::from_secs(3)),
-            ),
+            ("rate limited", token.expose(), Some(&limited), Some(&read), Some(Duration::from_secs(3))),
             ("old secret in grace", token.expose(), Some(&grace), Some(&read), None),
             ("old secret after grace", token.expose(), Some(&grace_over), Some(&read), None),
         ];
         let mut out = String::new();
         for (name, presented, rec, required, wait) in cases {
-            let attempt = Attempt {
-                credential: parse(presented),
-                record: rec,
-                required,
-                source_ip: Some(ip),
-                now,
-            };
+            let attempt = Attempt { credential: parse(presented), record: rec, required, source_ip: Some(ip), now };
             let d = decide(&pepper, &attempt, &mut |_| wait);
             let granted = list(&d.explanation.granted_scopes);
             out.push_str(&format!(

@@ -7,17 +7,13 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
     /// Not `<number><unit>`.
-    #[error(
-        "{0:?} is not a duration: use a whole number and a unit s, m, h, d or w (for example 30d)"
-    )]
+    #[error("{0:?} is not a duration: use a whole number and a unit s, m, h, d or w (for example 30d)")]
     Syntax(String),
     /// Zero or beyond 100 years.
     #[error("{0:?} is out of range (between 1s and 100 years)")]
     Range(String),
     /// Not `<count>/<unit>`.
-    #[error(
-        "{0:?} is not a rate limit: use <count>/<s|sec|min|h|hour|d|day> (for example 100/min)"
-    )]
+    #[error("{0:?} is not a rate limit: use <count>/<s|sec|min|h|hour|d|day> (for example 100/min)")]
     Rate(String),
 }
 
@@ -107,28 +103,14 @@ mod tests {
 
     #[test]
     fn durations() {
-        let got: String = [
-            "90s",
-            "15m",
-            "12h",
-            "30d",
-            "2w",
-            "0s",
-            "10",
-            "d",
-            "1.5h",
-            "-1d",
-            "9999999999999d",
-            "36600d",
-            "1y",
-            " 1d",
-        ]
-        .iter()
-        .map(|s| match parse_duration(s) {
-            Ok(d) => format!("{s:?} = {}s = {}\n", d.as_secs(), format_duration(d)),
-            Err(e) => format!("{s:?}: {e}\n"),
-        })
-        .collect();
+        let got: String =
+            ["90s", "15m", "12h", "30d", "2w", "0s", "10", "d", "1.5h", "-1d", "9999999999999d", "36600d", "1y", " 1d"]
+                .iter()
+                .map(|s| match parse_duration(s) {
+                    Ok(d) => format!("{s:?} = {}s = {}\n", d.as_secs(), format_duration(d)),
+                    Err(e) => format!("{s:?}: {e}\n"),
+                })
+                .collect();
         expect![[r#"
             "90s" = 90s = 90s
             "15m" = 900s = 15m
@@ -150,14 +132,13 @@ mod tests {
 
     #[test]
     fn rate_limits() {
-        let got: String =
-            ["100/min", "10/s", "5000/h", "100000/day", "0/min", "10/fortnight", "x/min", "100"]
-                .iter()
-                .map(|s| match RateLimit::parse(s) {
-                    Ok(r) => format!("{s:?} = {} per {}s -> {r}\n", r.count, r.per.as_secs()),
-                    Err(e) => format!("{s:?}: {e}\n"),
-                })
-                .collect();
+        let got: String = ["100/min", "10/s", "5000/h", "100000/day", "0/min", "10/fortnight", "x/min", "100"]
+            .iter()
+            .map(|s| match RateLimit::parse(s) {
+                Ok(r) => format!("{s:?} = {} per {}s -> {r}\n", r.count, r.per.as_secs()),
+                Err(e) => format!("{s:?}: {e}\n"),
+            })
+            .collect();
         expect![[r#"
             "100/min" = 100 per 60s -> 100/min
             "10/s" = 10 per 1s -> 10/s

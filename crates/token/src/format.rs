@@ -28,9 +28,7 @@ pub struct Prefix(String);
 
 /// Why a prefix was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "token prefix must be 2 to 16 characters: a lowercase letter, then lowercase letters or digits"
-)]
+#[error("token prefix must be 2 to 16 characters: a lowercase letter, then lowercase letters or digits")]
 pub struct InvalidPrefix;
 
 impl Prefix {

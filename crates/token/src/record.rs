@@ -168,10 +168,8 @@ mod tests {
 
     #[test]
     fn cidr_table() {
-        let nets: Vec<IpNet> = ["10.0.0.0/8", "192.168.1.7", "2001:db8::/32"]
-            .iter()
-            .map(|s| parse_cidr(s).unwrap())
-            .collect();
+        let nets: Vec<IpNet> =
+            ["10.0.0.0/8", "192.168.1.7", "2001:db8::/32"].iter().map(|s| parse_cidr(s).unwrap()).collect();
         let got: String = [
             "10.1.2.3",
             "11.0.0.1",
@@ -200,14 +198,13 @@ mod tests {
 
     #[test]
     fn cidr_parse_errors() {
-        let got: String =
-            ["10.0.0.0/8", "10.0.0.1/8", "10.0.0.0/33", "banana", "fe80::1/10", "::/0", ""]
-                .iter()
-                .map(|s| match parse_cidr(s) {
-                    Ok(n) => format!("{s:?} ok {n}\n"),
-                    Err(e) => format!("{s:?} {e}\n"),
-                })
-                .collect();
+        let got: String = ["10.0.0.0/8", "10.0.0.1/8", "10.0.0.0/33", "banana", "fe80::1/10", "::/0", ""]
+            .iter()
+            .map(|s| match parse_cidr(s) {
+                Ok(n) => format!("{s:?} ok {n}\n"),
+                Err(e) => format!("{s:?} {e}\n"),
+            })
+            .collect();
         expect![[r#"
             "10.0.0.0/8" ok 10.0.0.0/8
             "10.0.0.1/8" "10.0.0.1/8" has host bits set; did you mean 10.0.0.0/8?

@@ -85,9 +85,7 @@ pub enum ScopeError {
     #[error("scope {0:?} has a resource longer than 64 characters")]
     ResourceTooLong(String),
     /// Bad character in the resource.
-    #[error(
-        "scope {0:?}: the resource may contain only lowercase letters, digits, '_', '-' and '.', or be '*'"
-    )]
+    #[error("scope {0:?}: the resource may contain only lowercase letters, digits, '_', '-' and '.', or be '*'")]
     BadResource(String),
     /// Unknown action.
     #[error("scope {0:?}: unknown action {1:?} (expected read, write or admin)")]
@@ -105,8 +103,7 @@ impl Scope {
 
     /// Parses `resource:action`.
     pub fn parse(s: &str) -> Result<Scope, ScopeError> {
-        let (resource, action) =
-            s.rsplit_once(':').ok_or_else(|| ScopeError::MissingColon(s.to_owned()))?;
+        let (resource, action) = s.rsplit_once(':').ok_or_else(|| ScopeError::MissingColon(s.to_owned()))?;
         if resource.is_empty() {
             return Err(ScopeError::EmptyResource(s.to_owned()));
         }
@@ -114,9 +111,9 @@ impl Scope {
             return Err(ScopeError::ResourceTooLong(s.to_owned()));
         }
         let valid_name = resource.as_bytes()[0].is_ascii_alphanumeric()
-            && resource.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.')
-            });
+            && resource
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.'));
         if resource != "*" && !valid_name {
             return Err(ScopeError::BadResource(s.to_owned()));
         }
@@ -143,8 +140,8 @@ impl Scope {
 
     /// Whether holding `self` permits what `required` asks for.
     pub fn implies(&self, required: &Scope) -> bool {
-        let resource_ok = self.resource == required.resource
-            || (self.resource == "*" && required.resource != RESERVED_RESOURCE);
+        let resource_ok =
+            self.resource == required.resource || (self.resource == "*" && required.resource != RESERVED_RESOURCE);
         resource_ok && self.action.implies(required.action)
     }
 
@@ -247,14 +244,8 @@ mod tests {
             "tokentrail:admin",
             "tokentrail:verify",
         ];
-        let required = [
-            "orders:read",
-            "orders:write",
-            "orders:admin",
-            "users:read",
-            "tokentrail:admin",
-            "tokentrail:verify",
-        ];
+        let required =
+            ["orders:read", "orders:write", "orders:admin", "users:read", "tokentrail:admin", "tokentrail:verify"];
         let mut table = format!("{:<14}", "granted\\req");
         for r in required {
             table.push_str(&format!(" {r:>16}"));
@@ -284,8 +275,7 @@ mod tests {
 
     #[test]
     fn covers_any_of_the_grants() {
-        let granted =
-            vec![Scope::parse("orders:read").unwrap(), Scope::parse("users:write").unwrap()];
+        let granted = vec![Scope::parse("orders:read").unwrap(), Scope::parse("users:write").unwrap()];
         assert!(covers(&granted, &Scope::parse("users:read").unwrap()));
         assert!(!covers(&granted, &Scope::parse("orders:write").unwrap()));
         assert!(!covers(&[], &Scope::parse("orders:read").unwrap()));

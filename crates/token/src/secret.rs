@@ -98,8 +98,7 @@ mod tests {
         let p = Pepper::from_bytes([0x0b; 32]);
         let got = p.hash_secret("Hi There").0;
         let hex: String = got.iter().map(|b| format!("{b:02x}")).collect();
-        expect_test::expect!["198a607eb44bfbc69903a0f1cf2bbdc5ba0aa3f3d9ae3c1c7a3b1696a0b68cf7"]
-            .assert_eq(&hex);
+        expect_test::expect!["198a607eb44bfbc69903a0f1cf2bbdc5ba0aa3f3d9ae3c1c7a3b1696a0b68cf7"].assert_eq(&hex);
     }
 
     #[test]

@@ -23,8 +23,7 @@ pub(crate) fn run_with(
     if let Some(text) = file {
         std::fs::write(&path, text).expect("write the config file");
     }
-    let env: Vec<(String, String)> =
-        env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     let flags: Vec<(&str, String)> = flags.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
     let result = config::load(file.map(|_| path.as_path()), &env, &flags, defaults);
     render(&result).replace(&format!("{}/", dir.path().display()), "")

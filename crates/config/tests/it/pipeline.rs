@@ -355,8 +355,7 @@ max_body_bytes = 99999999
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokentrail.toml");
     std::fs::write(&path, file).unwrap();
-    let env: Vec<(String, String)> =
-        env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     let flags: Vec<(&str, String)> = flags.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
     let errors = config::load(Some(&path), &env, &flags, Defaults::default()).unwrap_err();
 
@@ -372,9 +371,7 @@ max_body_bytes = 99999999
     assert_eq!(got, want);
     // Each names where it came from.
     assert!(matches!(&errors.0[0].origin, config::Origin::File { line: Some(2), .. }));
-    assert!(
-        matches!(&errors.0[3].origin, config::Origin::Env { var } if var == "TOKENTRAIL_LISTEN")
-    );
+    assert!(matches!(&errors.0[3].origin, config::Origin::Env { var } if var == "TOKENTRAIL_LISTEN"));
     assert!(matches!(&errors.0[5].origin, config::Origin::Flag { name } if name == "--log-format"));
     // Display is one line per error.
     let shown = errors.to_string().replace(&format!("{}/", dir.path().display()), "");
@@ -408,8 +405,7 @@ fn duplicate_keys_are_syntax_errors() {
 
 #[test]
 fn missing_file_names_the_path() {
-    let errors =
-        config::check_file(std::path::Path::new("/nonexistent/tokentrail.toml")).unwrap_err();
+    let errors = config::check_file(std::path::Path::new("/nonexistent/tokentrail.toml")).unwrap_err();
     expect![[r#"
         /nonexistent/tokentrail.toml: config file not found"#]]
     .assert_eq(&errors.to_string());

@@ -7,8 +7,7 @@ use ledger::note::{NoteError, Signer};
 use proptest::prelude::*;
 
 /// The body of the example in the C2SP tlog-checkpoint spec.
-const SPEC_EXAMPLE: &str =
-    "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n";
+const SPEC_EXAMPLE: &str = "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n";
 
 #[test]
 fn parses_and_reformats_the_spec_example() {
@@ -23,10 +22,7 @@ fn parses_and_reformats_the_spec_example() {
 #[test]
 fn formats_the_three_lines() {
     let cp = Checkpoint::new("tokentrail.example/audit", 0, EMPTY_ROOT).unwrap();
-    assert_eq!(
-        cp.to_text(),
-        "tokentrail.example/audit\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n"
-    );
+    assert_eq!(cp.to_text(), "tokentrail.example/audit\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n");
     assert_eq!(Checkpoint::parse(&cp.to_text()).unwrap(), cp);
 }
 
@@ -69,21 +65,14 @@ fn bodies_are_parsed_strictly() {
         assert_eq!(Checkpoint::parse(&input), Err(want), "{name}");
     }
     // The largest size is fine; origins other than the recommended URL shape are accepted.
-    assert_eq!(
-        Checkpoint::parse(&body("o", "18446744073709551615", root)).unwrap().size(),
-        u64::MAX
-    );
+    assert_eq!(Checkpoint::parse(&body("o", "18446744073709551615", root)).unwrap().size(), u64::MAX);
     assert_eq!(Checkpoint::parse(&body("a log+name", "0", root)).unwrap().origin(), "a log+name");
 }
 
 #[test]
 fn new_checkpoints_need_an_origin_that_can_be_a_key_name() {
     for origin in ["", "a b", "a+b", "a\nb", "tab\t"] {
-        assert_eq!(
-            Checkpoint::new(origin, 1, EMPTY_ROOT),
-            Err(CheckpointError::InvalidOrigin),
-            "{origin:?}"
-        );
+        assert_eq!(Checkpoint::new(origin, 1, EMPTY_ROOT), Err(CheckpointError::InvalidOrigin), "{origin:?}");
     }
 }
 
@@ -106,10 +95,7 @@ fn sign_and_open_in_one_call() {
     );
     assert_eq!(
         checkpoint::open_checkpoint(&signed, "other.example", &[log.verifier()]),
-        Err(CheckpointError::OriginMismatch {
-            expected: "other.example".into(),
-            found: origin.into()
-        })
+        Err(CheckpointError::OriginMismatch { expected: "other.example".into(), found: origin.into() })
     );
     // A signed note that is not a checkpoint.
     let not_a_checkpoint = ledger::note::sign("hello\n", &log).unwrap();
@@ -117,10 +103,7 @@ fn sign_and_open_in_one_call() {
         checkpoint::open_checkpoint(&not_a_checkpoint, origin, &[log.verifier()]),
         Err(CheckpointError::TooFewLines)
     );
-    assert_eq!(
-        checkpoint::sign_checkpoint("bad origin", 1, &EMPTY_ROOT, &log),
-        Err(CheckpointError::InvalidOrigin)
-    );
+    assert_eq!(checkpoint::sign_checkpoint("bad origin", 1, &EMPTY_ROOT, &log), Err(CheckpointError::InvalidOrigin));
 }
 
 proptest! {

@@ -5,8 +5,8 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 
 use ledger::merkle::{
-    self, EMPTY_ROOT, Frontier, FrontierError, Hash, MemoryTree, MissingNode, NodeId, NodeReader,
-    ProofError, RangeError, StoredNode, TreeError, TreeFull, leaf_hash, node_hash,
+    self, EMPTY_ROOT, Frontier, FrontierError, Hash, MemoryTree, MissingNode, NodeId, NodeReader, ProofError,
+    RangeError, StoredNode, TreeError, TreeFull, leaf_hash, node_hash,
 };
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
@@ -50,8 +50,7 @@ fn small_trees_match_the_rfc_exhaustively() {
         for index in 0..size {
             let proof = merkle::inclusion_proof(index, size, &tree).unwrap();
             assert_eq!(proof, reference::path(index as usize, prefix), "PATH({index}, {size})");
-            merkle::verify_inclusion(index, size, &leaves[index as usize], &proof, &want_root)
-                .unwrap();
+            merkle::verify_inclusion(index, size, &leaves[index as usize], &proof, &want_root).unwrap();
         }
         for old in 1..=size {
             let proof = merkle::consistency_proof(old, size, &tree).unwrap();
@@ -73,18 +72,9 @@ fn subtree_proofs_of_small_trees_verify_exhaustively() {
         for start in 0..size {
             for end in start + 1..=size {
                 if !reference::is_subtree(start, end) {
-                    let err = merkle::verify_subtree_consistency(
-                        start as u64,
-                        end as u64,
-                        size as u64,
-                        &root,
-                        &root,
-                        &[],
-                    );
-                    assert_eq!(
-                        err,
-                        Err(ProofError::InvalidSubtree { start: start as u64, end: end as u64 })
-                    );
+                    let err =
+                        merkle::verify_subtree_consistency(start as u64, end as u64, size as u64, &root, &root, &[]);
+                    assert_eq!(err, Err(ProofError::InvalidSubtree { start: start as u64, end: end as u64 }));
                     continue;
                 }
                 let sub = reference::mth(&leaves[start..end]);
@@ -93,29 +83,11 @@ fn subtree_proofs_of_small_trees_verify_exhaustively() {
                 merkle::verify_subtree_consistency(s, e, n, &sub, &root, &proof)
                     .unwrap_or_else(|err| panic!("[{start}, {end}) of {size}: {err}"));
                 for i in 0..proof.len() {
-                    assert!(
-                        merkle::verify_subtree_consistency(
-                            s,
-                            e,
-                            n,
-                            &sub,
-                            &root,
-                            &flip(&proof, i, 7)
-                        )
-                        .is_err()
-                    );
+                    assert!(merkle::verify_subtree_consistency(s, e, n, &sub, &root, &flip(&proof, i, 7)).is_err());
                 }
                 for index in start..end {
                     let path = reference::path(index - start, &leaves[start..end]);
-                    merkle::verify_subtree_inclusion(
-                        index as u64,
-                        s,
-                        e,
-                        &leaves[index],
-                        &path,
-                        &sub,
-                    )
-                    .unwrap();
+                    merkle::verify_subtree_inclusion(index as u64, s, e, &leaves[index], &path, &sub).unwrap();
                 }
             }
         }
@@ -397,11 +369,7 @@ fn verification_errors_say_what_is_wrong() {
             merkle::verify_inclusion(2, 7, &leaf, &incl[1..], &root),
             Err(ProofError::WrongProofLength { expected: 3, actual: 2 }),
         ),
-        (
-            "wrong leaf",
-            merkle::verify_inclusion(2, 7, &other, &incl, &root),
-            Err(ProofError::RootMismatch),
-        ),
+        ("wrong leaf", merkle::verify_inclusion(2, 7, &other, &incl, &root), Err(ProofError::RootMismatch)),
         ("consistency ok", merkle::verify_consistency(3, 7, &root3, &root, &cons), Ok(())),
         (
             "old size above new",
@@ -423,36 +391,16 @@ fn verification_errors_say_what_is_wrong() {
             merkle::verify_consistency(3, 7, &root3, &root, &[]),
             Err(ProofError::WrongProofLength { expected: 4, actual: 0 }),
         ),
-        (
-            "wrong old root",
-            merkle::verify_consistency(3, 7, &other, &root, &cons),
-            Err(ProofError::OldRootMismatch),
-        ),
-        (
-            "wrong new root",
-            merkle::verify_consistency(3, 7, &root3, &other, &cons),
-            Err(ProofError::NewRootMismatch),
-        ),
+        ("wrong old root", merkle::verify_consistency(3, 7, &other, &root, &cons), Err(ProofError::OldRootMismatch)),
+        ("wrong new root", merkle::verify_consistency(3, 7, &root3, &other, &cons), Err(ProofError::NewRootMismatch)),
         (
             "power-of-two old size, wrong old root",
-            merkle::verify_consistency(
-                4,
-                7,
-                &other,
-                &root,
-                &merkle::consistency_proof(4, 7, &tree).unwrap(),
-            ),
+            merkle::verify_consistency(4, 7, &other, &root, &merkle::consistency_proof(4, 7, &tree).unwrap()),
             Err(ProofError::NewRootMismatch),
         ),
         (
             "power-of-two old size ok",
-            merkle::verify_consistency(
-                4,
-                7,
-                &root4,
-                &root,
-                &merkle::consistency_proof(4, 7, &tree).unwrap(),
-            ),
+            merkle::verify_consistency(4, 7, &root4, &root, &merkle::consistency_proof(4, 7, &tree).unwrap()),
             Ok(()),
         ),
         ("same size, same root", merkle::verify_consistency(7, 7, &root, &root, &[]), Ok(())),
@@ -476,11 +424,7 @@ fn verification_errors_say_what_is_wrong() {
             merkle::verify_subtree_consistency(2, 5, 7, &root, &root, &[]),
             Err(ProofError::InvalidSubtree { start: 2, end: 5 }),
         ),
-        (
-            "empty subtree",
-            merkle::verify_subtree_consistency(3, 3, 7, &EMPTY_ROOT, &other, &[]),
-            Ok(()),
-        ),
+        ("empty subtree", merkle::verify_subtree_consistency(3, 3, 7, &EMPTY_ROOT, &other, &[]), Ok(())),
         (
             "empty subtree, wrong hash",
             merkle::verify_subtree_consistency(3, 3, 7, &other, &root, &[]),
@@ -511,10 +455,7 @@ fn frontier_parts_are_checked_and_round_trip() {
     assert_eq!(ids, [NodeId::new(3, 0), NodeId::new(2, 2), NodeId::new(0, 12)]);
     let again = Frontier::from_parts(13, frontier.hashes().to_vec()).unwrap();
     assert_eq!(again, frontier);
-    assert_eq!(
-        Frontier::from_parts(13, vec![[0; 32]; 2]),
-        Err(FrontierError { size: 13, expected: 3, actual: 2 })
-    );
+    assert_eq!(Frontier::from_parts(13, vec![[0; 32]; 2]), Err(FrontierError { size: 13, expected: 3, actual: 2 }));
     assert_eq!(Frontier::new().root(), EMPTY_ROOT);
 }
 

@@ -9,8 +9,7 @@ use sha2::{Digest, Sha256};
 
 /// The example key of Go's golang.org/x/mod/sumdb/note package documentation.
 const PETER_VKEY: &str = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
-const PETER_SKEY: &str =
-    "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
+const PETER_SKEY: &str = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
 const PETER_TEXT: &str = "If you think cryptography is the answer to your problem,\n\
                           then you don't know what your problem is.\n";
 const PETER_SIG: &str = "\u{2014} PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n";
@@ -133,16 +132,8 @@ fn notes_are_rejected_for_the_right_reason() {
         ("truncated signature by known key", format!("{text}\n{short_sig}"), invalid.clone()),
         ("good then bad by known key", format!("{text}\n{sig_line}{bad_sig}"), invalid),
         ("only unknown keys", by_bob.clone(), Err(NoteError::NoKnownSignature)),
-        (
-            "known name, other key ID",
-            format!("{text}\n{wrong_id}"),
-            Err(NoteError::NoKnownSignature),
-        ),
-        (
-            "known key ID, other name",
-            format!("{text}\n{wrong_name}"),
-            Err(NoteError::NoKnownSignature),
-        ),
+        ("known name, other key ID", format!("{text}\n{wrong_id}"), Err(NoteError::NoKnownSignature)),
+        ("known key ID, other name", format!("{text}\n{wrong_name}"), Err(NoteError::NoKnownSignature)),
         ("100 signatures", many(MAX_SIGNATURES), Ok(text)),
         ("101 signatures", many(MAX_SIGNATURES + 1), Err(NoteError::TooManySignatures)),
         ("no blank line", format!("{text}{sig_line}"), Err(NoteError::MissingBlankLine)),
@@ -210,11 +201,7 @@ fn key_texts_are_parsed_strictly() {
         ("id with sign", format!("log++{}+{b64}", &id[1..]), KeyError::Malformed),
         ("bad base64", format!("log+{id}+{}", &b64[1..]), KeyError::Malformed),
         ("trailing space", format!("{vkey} "), KeyError::Malformed),
-        (
-            "other algorithm",
-            format!("log+{id}+{}", key_b64(2, 32)),
-            KeyError::UnsupportedAlgorithm(2),
-        ),
+        ("other algorithm", format!("log+{id}+{}", key_b64(2, 32)), KeyError::UnsupportedAlgorithm(2)),
         ("short key", format!("log+{id}+{}", key_b64(1, 31)), KeyError::WrongKeyLength(31)),
         ("long key", format!("log+{id}+{}", key_b64(1, 33)), KeyError::WrongKeyLength(33)),
         ("other key id", format!("log+{other_id}+{b64}"), KeyError::KeyIdMismatch),
@@ -233,21 +220,14 @@ fn key_texts_are_parsed_strictly() {
         ("bad name", format!("PRIVATE+KEY+a b+{id}+{seed_b64}"), KeyError::InvalidName),
         ("no key", format!("PRIVATE+KEY+log+{id}"), KeyError::Malformed),
         ("other key id", format!("PRIVATE+KEY+log+{other_id}+{seed_b64}"), KeyError::KeyIdMismatch),
-        (
-            "short seed",
-            format!("PRIVATE+KEY+log+{id}+{}", key_b64(1, 16)),
-            KeyError::WrongKeyLength(16),
-        ),
+        ("short seed", format!("PRIVATE+KEY+log+{id}+{}", key_b64(1, 16)), KeyError::WrongKeyLength(16)),
     ];
     for (name, input, want) in signer_cases {
         assert_eq!(Signer::parse(&input).map(|s| s.key_id()), Err(want), "{name}");
     }
 
     for name in ["", "a b", "a+b", "tab\there", "nbsp\u{a0}here", "line\nbreak"] {
-        assert_eq!(
-            Signer::from_seed(name, &[1; 32]).map(|s| s.key_id()),
-            Err(KeyError::InvalidName)
-        );
+        assert_eq!(Signer::from_seed(name, &[1; 32]).map(|s| s.key_id()), Err(KeyError::InvalidName));
         let public = good.verifier().public_key();
         assert_eq!(Verifier::new(name, &public).map(|v| v.key_id()), Err(KeyError::InvalidName));
     }

@@ -24,8 +24,7 @@ fn vector_dir() -> PathBuf {
 }
 
 fn json_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<PathBuf> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
     entries.sort();
     for path in entries {
         if path.is_dir() {
@@ -151,8 +150,7 @@ fn hex(s: &str) -> Vec<u8> {
 fn rfc6962_reference_roots() {
     let file = std::fs::read(vector_dir().join("rfc6962-roots.json")).unwrap();
     let v: Value = serde_json::from_slice(&file).unwrap();
-    let leaves: Vec<Vec<u8>> =
-        v["leaves_hex"].as_array().unwrap().iter().map(|l| hex(l.as_str().unwrap())).collect();
+    let leaves: Vec<Vec<u8>> = v["leaves_hex"].as_array().unwrap().iter().map(|l| hex(l.as_str().unwrap())).collect();
     let roots = v["roots_hex"].as_object().unwrap();
     assert_eq!(roots.len(), 9);
 

@@ -44,9 +44,7 @@ pub struct EventParams {
 
 fn query(p: &EventParams) -> Result<(EventQuery, String), ApiError> {
     let mut errors = Vec::new();
-    let mut bad = |field: &str, message: String| {
-        errors.push(proto::FieldError { field: field.to_owned(), message })
-    };
+    let mut bad = |field: &str, message: String| errors.push(proto::FieldError { field: field.to_owned(), message });
     let kind = p.kind.as_deref().and_then(|k| {
         Kind::parse(k).or_else(|| {
             bad("kind", format!("{k:?} is not a kind (access, admin)"));
@@ -84,10 +82,7 @@ fn query(p: &EventParams) -> Result<(EventQuery, String), ApiError> {
     );
     let after = p.cursor.as_deref().and_then(|c| {
         engine::decode_cursor(c, &signature).or_else(|| {
-            bad(
-                "cursor",
-                "is not a cursor issued for this query; start again without a cursor".to_owned(),
-            );
+            bad("cursor", "is not a cursor issued for this query; start again without a cursor".to_owned());
             None
         })
     });

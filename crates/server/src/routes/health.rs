@@ -22,17 +22,10 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
     let engine = state.engine.clone();
     let backend = state.engine.store().backend().to_owned();
     match blocking(move || Ok(engine.store().ping()?)).await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(Health { status: "ok".to_owned(), store: Some(backend), detail: None }),
-        ),
+        Ok(()) => (StatusCode::OK, Json(Health { status: "ok".to_owned(), store: Some(backend), detail: None })),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(Health {
-                status: "unavailable".to_owned(),
-                store: Some(backend),
-                detail: e.detail.clone(),
-            }),
+            Json(Health { status: "unavailable".to_owned(), store: Some(backend), detail: e.detail.clone() }),
         ),
     }
 }
@@ -42,10 +35,8 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let engine = state.engine.clone();
-    let gauges =
-        blocking(move || Ok((engine.token_counts()?, engine.store().event_count()?))).await.ok();
-    let body =
-        state.metrics.render(gauges.as_ref().map(|(c, _)| c), gauges.as_ref().map(|(_, n)| *n));
+    let gauges = blocking(move || Ok((engine.token_counts()?, engine.store().event_count()?))).await.ok();
+    let body = state.metrics.render(gauges.as_ref().map(|(c, _)| c), gauges.as_ref().map(|(_, n)| *n));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }
 

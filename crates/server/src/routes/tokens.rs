@@ -4,8 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use proto::{
-    CreateTokenRequest, IssuedToken, Problem, RevokeRequest, RotateRequest, TokenList, TokenView,
-    UpdateTokenRequest,
+    CreateTokenRequest, IssuedToken, Problem, RevokeRequest, RotateRequest, TokenList, TokenView, UpdateTokenRequest,
 };
 use serde::Deserialize;
 use token::Scope;
@@ -64,8 +63,7 @@ pub async fn create(
         allowed_cidrs: req.allowed_cidrs,
         rate_limit: req.rate_limit,
     };
-    let (record, token, _) =
-        blocking(move || engine.create_token(&admin.principal, &admin.ctx, new)).await?;
+    let (record, token, _) = blocking(move || engine.create_token(&admin.principal, &admin.ctx, new)).await?;
     let details = token_view(&record, state.engine.now());
     Ok((StatusCode::CREATED, Json(IssuedToken { token: token.expose().to_owned(), details })))
 }
@@ -99,10 +97,7 @@ pub async fn list(
     })
     .await?;
     let now = state.engine.now();
-    Ok(Json(TokenList {
-        tokens: tokens.iter().map(|t| token_view(t, now)).collect(),
-        next_cursor: next,
-    }))
+    Ok(Json(TokenList { tokens: tokens.iter().map(|t| token_view(t, now)).collect(), next_cursor: next }))
 }
 
 /// Show one token.
@@ -158,8 +153,7 @@ pub async fn update(
         allowed_cidrs: req.allowed_cidrs,
         rate_limit: req.rate_limit,
     };
-    let record =
-        blocking(move || engine.update_token(&admin.principal, &admin.ctx, &id, patch)).await?;
+    let record = blocking(move || engine.update_token(&admin.principal, &admin.ctx, &id, patch)).await?;
     Ok(Json(token_view(&record, state.engine.now())))
 }
 
@@ -180,9 +174,7 @@ pub async fn revoke(
     JsonBody(req): JsonBody<RevokeRequest>,
 ) -> Result<Json<TokenView>, ApiError> {
     let engine = state.engine.clone();
-    let record =
-        blocking(move || engine.revoke_token(&admin.principal, &admin.ctx, &id, &req.reason))
-            .await?;
+    let record = blocking(move || engine.revoke_token(&admin.principal, &admin.ctx, &id, &req.reason)).await?;
     Ok(Json(token_view(&record, state.engine.now())))
 }
 
@@ -204,10 +196,8 @@ pub async fn rotate(
     OptionalJsonBody(req): OptionalJsonBody<RotateRequest>,
 ) -> Result<Json<IssuedToken>, ApiError> {
     let engine = state.engine.clone();
-    let (record, token) = blocking(move || {
-        engine.rotate_token(&admin.principal, &admin.ctx, &id, req.grace.as_deref())
-    })
-    .await?;
+    let (record, token) =
+        blocking(move || engine.rotate_token(&admin.principal, &admin.ctx, &id, req.grace.as_deref())).await?;
     let details = token_view(&record, state.engine.now());
     Ok(Json(IssuedToken { token: token.expose().to_owned(), details }))
 }
