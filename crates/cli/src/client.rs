@@ -37,10 +37,10 @@ impl std::fmt::Display for ClientError {
                 if let Some(r) = &p.reason {
                     write!(f, " reason={r}")?;
                 }
-                if p.errors.is_empty() {
-                    if let Some(d) = &p.detail {
-                        write!(f, ": {d}")?;
-                    }
+                if p.errors.is_empty()
+                    && let Some(d) = &p.detail
+                {
+                    write!(f, ": {d}")?;
                 }
                 for e in &p.errors {
                     write!(f, "\n  {}: {}", e.field, e.message)?;
@@ -192,6 +192,34 @@ impl Client {
         }
         serde_json::from_slice(&resp.body)
             .map_err(|e| ClientError::Protocol(format!("the server's answer could not be read: {e}")))
+    }
+
+    /// A text answer (signed notes, keys); a problem becomes [`ClientError::Problem`].
+    pub async fn text(&self, method: Method, path: &str) -> Result<String, ClientError> {
+        let resp = self.send(method, path, None, None).await?;
+        if !resp.status.is_success() {
+            return Err(match serde_json::from_slice::<Problem>(&resp.body) {
+                Ok(p) => ClientError::Problem(resp.status, Box::new(p)),
+                Err(_) => ClientError::Protocol(format!("the server answered {}", resp.status)),
+            });
+        }
+        String::from_utf8(resp.body.to_vec()).map_err(|_| ClientError::Protocol("the answer is not UTF-8 text".into()))
+    }
+
+    /// `GET /v1/audit/events/{id}/proof?size=N`.
+    pub async fn proof(&self, id: &str, size: Option<u64>) -> Result<proto::ProofView, ClientError> {
+        let q = query(&[("size", size.map(|s| s.to_string()))]);
+        self.call(Method::GET, &format!("/v1/audit/events/{}/proof{q}", encode(id)), None::<&()>).await
+    }
+
+    /// `GET /v1/audit/events/{id}/leaf`.
+    pub async fn leaf(&self, id: &str) -> Result<proto::LeafView, ClientError> {
+        self.call(Method::GET, &format!("/v1/audit/events/{}/leaf", encode(id)), None::<&()>).await
+    }
+
+    /// `POST /v1/audit/erase`.
+    pub async fn erase(&self, req: &proto::EraseRequest) -> Result<proto::EraseResult, ClientError> {
+        self.call(Method::POST, "/v1/audit/erase", Some(req)).await
     }
 
     /// `POST /v1/tokens`.

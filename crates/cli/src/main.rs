@@ -233,6 +233,51 @@ struct UpdateArgs {
 enum AuditCmd {
     /// List recent events, newest first (--format json or csv for every field, including ids).
     Query(QueryArgs),
+    /// Verify a ledger offline: every event, every stored checkpoint, and checkpoints kept elsewhere.
+    Verify(VerifyArgs),
+    /// Prove that an event is in the log, checked against a signed checkpoint.
+    Prove {
+        /// The event id.
+        event_id: String,
+        /// The verifier key to trust (from `tokentrail audit key`, saved elsewhere); without it the
+        /// server's own key is used, which proves consistency but not authenticity.
+        #[arg(long, value_name = "KEY")]
+        key: Option<String>,
+    },
+    /// Print the verifier key of the log's checkpoints (name+keyid+base64).
+    Key {
+        /// Read it from this data directory instead of asking the server.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Print the latest signed checkpoint; save it outside the server to detect truncation later.
+    Checkpoint {
+        /// Sign a checkpoint of the current log first.
+        #[arg(long)]
+        now: bool,
+    },
+    /// Erase personal values (owner, address, user agent, path, details) of matching events.
+    Erase {
+        /// Every event whose owner is this.
+        #[arg(long, conflicts_with = "source_ip", required_unless_present = "source_ip")]
+        owner: Option<String>,
+        /// Every event from this address.
+        #[arg(long)]
+        source_ip: Option<String>,
+    },
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// The data directory to verify (the server may be running).
+    #[arg(long, value_name = "DIR", default_value = "./tokentrail-data")]
+    data_dir: PathBuf,
+    /// A signed checkpoint saved outside the data directory (repeatable); detects truncation and rollback.
+    #[arg(long = "checkpoint", value_name = "FILE")]
+    checkpoints: Vec<PathBuf>,
+    /// The verifier key to trust; default: the data directory's own signing key.
+    #[arg(long, value_name = "KEY")]
+    key: Option<String>,
 }
 
 #[derive(Args)]
@@ -306,6 +351,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Err(errors) => Err(anyhow!("{} is not a valid configuration:\n{errors}", file.display())),
         },
         Command::Token(cmd) => client_command(&cli.global, |client, format| Box::pin(token(client, format, cmd))),
+        Command::Audit(AuditCmd::Verify(args)) => verify(args),
+        Command::Audit(AuditCmd::Key { data_dir: Some(dir) }) => {
+            let signer = read_signer(&dir)?;
+            print(&format!("{}\n", signer.verifier()))
+        }
         Command::Audit(cmd) => client_command(&cli.global, |client, format| Box::pin(audit(client, format, cmd))),
     }
 }
@@ -327,10 +377,10 @@ fn admin_token(global: &Global) -> anyhow::Result<Option<String>> {
     if let Some(p) = &global.token_file {
         return read(p).map(Some);
     }
-    if let Ok(t) = std::env::var("TOKENTRAIL_TOKEN") {
-        if !t.trim().is_empty() {
-            return Ok(Some(t.trim().to_owned()));
-        }
+    if let Ok(t) = std::env::var("TOKENTRAIL_TOKEN")
+        && !t.trim().is_empty()
+    {
+        return Ok(Some(t.trim().to_owned()));
     }
     let local = Path::new("tokentrail-data/admin.token");
     if local.is_file() {
@@ -516,8 +566,126 @@ fn event_rows(events: &[EventView]) -> Vec<Vec<String>> {
         .collect()
 }
 
+fn read_signer(dir: &Path) -> anyhow::Result<ledger::note::Signer> {
+    let path = engine::DataDir::new(dir).signing_key();
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read the signing key {}", path.display()))?;
+    ledger::note::Signer::parse(text.trim()).map_err(|e| anyhow!("{} is not a signing key: {e}", path.display()))
+}
+
+fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
+    let data = engine::DataDir::new(&args.data_dir);
+    if !data.database().is_file() {
+        return Err(anyhow!("{} holds no tokentrail database", args.data_dir.display()));
+    }
+    let trusted = match &args.key {
+        Some(k) => ledger::note::Verifier::parse(k.trim()).map_err(|e| anyhow!("--key is not a verifier key: {e}"))?,
+        None => {
+            let v = read_signer(&args.data_dir)?.verifier();
+            let _ = writeln!(
+                std::io::stderr(),
+                "note: trusting the signing key in {}; pass --key with the verifier key kept elsewhere for an independent check",
+                args.data_dir.display()
+            );
+            v
+        }
+    };
+    let mut external = Vec::new();
+    for path in &args.checkpoints {
+        let note =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read the checkpoint {}", path.display()))?;
+        external.push(engine::verify::ExternalCheckpoint { label: path.display().to_string(), note });
+    }
+    let store = store::SqliteStore::open(&data.database()).map_err(|e| anyhow!("cannot open the database: {e}"))?;
+    let terminal = std::io::stderr().is_terminal();
+    let mut last_shown = 0u64;
+    let mut progress = |done: u64, total: u64| {
+        if terminal && (done - last_shown >= 100_000 || done == total) {
+            last_shown = done;
+            let _ = write!(std::io::stderr(), "\rverifying: {done}/{total} events ({}%)", done * 100 / total.max(1));
+        }
+    };
+    let result = engine::verify::verify(&store, &[trusted], &external, &mut progress);
+    if terminal && last_shown > 0 {
+        let _ = writeln!(std::io::stderr());
+    }
+    match result {
+        Ok(v) => {
+            use base64::Engine as _;
+            print(&format!(
+                "ok: {} events ({} erased), {} stored checkpoints, {} external checkpoints; root {}\n",
+                v.events,
+                v.erased,
+                v.checkpoints,
+                v.external,
+                base64::engine::general_purpose::STANDARD.encode(v.root)
+            ))
+        }
+        Err(f) => Err(anyhow!("the ledger does not verify: {f}")),
+    }
+}
+
+async fn prove(client: &Client, event_id: &str, key: Option<String>) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as B64;
+    let decode = |s: &str| -> anyhow::Result<ledger::merkle::Hash> {
+        B64.decode(s).ok().and_then(|b| b.try_into().ok()).ok_or_else(|| anyhow!("the server sent a malformed hash"))
+    };
+    let event = client.get_event(event_id).await.map_err(api)?;
+    let index = event.seq.ok_or_else(|| anyhow!("the event has no position"))?;
+    let (key_text, independent) = match key {
+        Some(k) => (k, true),
+        None => (client.text(hyper::Method::GET, "/v1/audit/key").await.map_err(api)?, false),
+    };
+    let verifier = ledger::note::Verifier::parse(key_text.trim()).map_err(|e| anyhow!("not a verifier key: {e}"))?;
+    let mut note = client.text(hyper::Method::GET, "/v1/audit/checkpoint").await.map_err(api)?;
+    let mut cp = ledger::checkpoint::open_checkpoint(&note, verifier.name(), std::slice::from_ref(&verifier))
+        .map_err(|e| anyhow!("the checkpoint does not verify with the key: {e}"))?;
+    if cp.size() <= index {
+        note = client.text(hyper::Method::POST, "/v1/audit/checkpoint").await.map_err(api)?;
+        cp = ledger::checkpoint::open_checkpoint(&note, verifier.name(), std::slice::from_ref(&verifier))
+            .map_err(|e| anyhow!("the checkpoint does not verify with the key: {e}"))?;
+    }
+    let proof = client.proof(event_id, Some(cp.size())).await.map_err(api)?;
+    let leaf = client.leaf(event_id).await.map_err(api)?;
+    let leaf_bytes = B64.decode(&leaf.leaf).map_err(|_| anyhow!("the server sent a malformed leaf"))?;
+    let leaf_hash = ledger::merkle::leaf_hash(&leaf_bytes);
+    if leaf_hash != decode(&proof.leaf_hash)? || proof.index != index || leaf.index != index {
+        return Err(anyhow!("the server's leaf does not match its proof"));
+    }
+    let hashes: Vec<ledger::merkle::Hash> = proof.hashes.iter().map(|h| decode(h)).collect::<anyhow::Result<_>>()?;
+    ledger::merkle::verify_inclusion(index, cp.size(), &leaf_hash, &hashes, cp.root())
+        .map_err(|e| anyhow!("the inclusion proof does not verify: {e}"))?;
+    let mut out = format!(
+        "event {event_id} is at position {index} of the log {}\ncheckpoint: size {}, signature by {} verified\ninclusion proof: {} hashes, verified against the checkpoint's root\n",
+        cp.origin(),
+        cp.size(),
+        verifier,
+        hashes.len()
+    );
+    if !independent {
+        out.push_str("note: the key came from the server itself; pass --key with a copy kept elsewhere for an independent check\n");
+    }
+    print(&out)
+}
+
 async fn audit(client: &Client, format: Format, cmd: AuditCmd) -> anyhow::Result<()> {
     match cmd {
+        AuditCmd::Verify(_) => Err(anyhow!("verify runs offline")),
+        AuditCmd::Prove { event_id, key } => prove(client, &event_id, key).await,
+        AuditCmd::Key { .. } => print(&client.text(hyper::Method::GET, "/v1/audit/key").await.map_err(api)?),
+        AuditCmd::Checkpoint { now } => {
+            let method = if now { hyper::Method::POST } else { hyper::Method::GET };
+            print(&client.text(method, "/v1/audit/checkpoint").await.map_err(api)?)
+        }
+        AuditCmd::Erase { owner, source_ip } => {
+            let r = client.erase(&proto::EraseRequest { owner, source_ip }).await.map_err(api)?;
+            match format {
+                Format::Json => print(&output::json(&r)),
+                _ => print(&format!("erased the personal values of {} events\n", r.erased)),
+            }
+        }
         AuditCmd::Query(a) => {
             let q = query(&[
                 ("kind", a.kind),

@@ -19,4 +19,6 @@ mod value;
 
 pub use error::{ConfigError, ConfigErrors, ErrorKind, Origin};
 pub use load::{CLIENT_ENV_VARS, ENV_PREFIX, check_file, env_var, flag_name, key_paths, load};
-pub use schema::{Config, Defaults, FALLBACK_NODE, LimitsConfig, LogConfig, LogFormat, TokenConfig};
+pub use schema::{
+    Config, Defaults, Durability, FALLBACK_NODE, LedgerConfig, LimitsConfig, LogConfig, LogFormat, TokenConfig,
+};

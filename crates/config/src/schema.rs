@@ -41,6 +41,41 @@ pub struct Config {
     pub tokens: TokenConfig,
     /// `[limits]`: request limits.
     pub limits: LimitsConfig,
+    /// `[ledger]`: the audit ledger.
+    pub ledger: LedgerConfig,
+}
+
+/// The `[ledger]` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerConfig {
+    /// `ledger.durability`: `durable` answers a request once its event is committed and synced;
+    /// `buffered` answers once it is queued (a crash can lose queued events). Default `durable`.
+    pub durability: Durability,
+    /// `ledger.checkpoint_interval`: how often a new signed checkpoint is made while the log
+    /// grows. Default `1s`.
+    pub checkpoint_interval: Duration,
+    /// `ledger.queue_capacity`: events waiting to be written before callers wait. Default 10000;
+    /// between 1 and 1000000.
+    pub queue_capacity: u64,
+}
+
+/// When an event counts as recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Committed and synced (`durable`).
+    Durable,
+    /// Queued (`buffered`).
+    Buffered,
+}
+
+impl Durability {
+    /// The value as written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::Durable => "durable",
+            Durability::Buffered => "buffered",
+        }
+    }
 }
 
 /// The `[log]` section.
@@ -128,6 +163,11 @@ impl Config {
                 max_rotation_grace: Duration::from_secs(7 * DAY),
             },
             limits: LimitsConfig { max_body_bytes: 64 * 1024 },
+            ledger: LedgerConfig {
+                durability: Durability::Durable,
+                checkpoint_interval: Duration::from_secs(1),
+                queue_capacity: 10_000,
+            },
         }
     }
 
@@ -193,6 +233,9 @@ keys! {
     "tokens.max_lifetime" => tokens.max_lifetime;
     "tokens.max_rotation_grace" => tokens.max_rotation_grace;
     "limits.max_body_bytes" => limits.max_body_bytes, check = check_max_body_bytes;
+    "ledger.durability" => ledger.durability;
+    "ledger.checkpoint_interval" => ledger.checkpoint_interval;
+    "ledger.queue_capacity" => ledger.queue_capacity, check = check_queue_capacity;
 }
 
 fn check_node(node: &str) -> Result<(), String> {
@@ -214,6 +257,10 @@ fn check_log_level(level: &str) -> Result<(), String> {
 
 const MIN_BODY_BYTES: u64 = 1024;
 const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+
+fn check_queue_capacity(n: &u64) -> Result<(), String> {
+    if (1..=1_000_000).contains(n) { Ok(()) } else { Err(format!("{n} is out of range: between 1 and 1000000")) }
+}
 
 fn check_max_body_bytes(n: &u64) -> Result<(), String> {
     if (MIN_BODY_BYTES..=MAX_BODY_BYTES).contains(n) {

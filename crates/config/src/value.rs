@@ -152,6 +152,22 @@ impl Value for LogFormat {
     }
 }
 
+impl Value for crate::schema::Durability {
+    const EXPECTED: &'static str = "\"durable\" or \"buffered\"";
+
+    fn from_text(s: &str) -> Result<Self, String> {
+        match s {
+            "durable" => Ok(crate::schema::Durability::Durable),
+            "buffered" => Ok(crate::schema::Durability::Buffered),
+            _ => Err(format!("{s:?} is not a durability: expected \"durable\" or \"buffered\"")),
+        }
+    }
+
+    fn to_toml(&self) -> String {
+        toml_string(self.as_str())
+    }
+}
+
 impl Value for u64 {
     const EXPECTED: &'static str = "a whole number (an integer)";
 

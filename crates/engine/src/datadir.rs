@@ -8,6 +8,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use ledger::note::Signer;
 use token::{Pepper, secret::PEPPER_LEN};
 
 /// Paths inside a data directory.
@@ -46,6 +47,36 @@ impl DataDir {
     /// The bootstrap admin token (0600).
     pub fn admin_token(&self) -> PathBuf {
         self.root.join("admin.token")
+    }
+
+    /// The checkpoint signing key (C2SP signer key text, 0600).
+    pub fn signing_key(&self) -> PathBuf {
+        self.root.join("signing.key")
+    }
+
+    /// Reads the signing key, or creates it (a fresh Ed25519 seed and a log name
+    /// `tokentrail/<random id>`, which is also the checkpoints' origin) when absent.
+    pub fn load_or_create_signer(&self, fill: &mut dyn FnMut(&mut [u8])) -> io::Result<(Signer, bool)> {
+        let path = self.signing_key();
+        match fs::read_to_string(&path) {
+            Ok(text) => {
+                let signer = Signer::parse(text.trim()).map_err(|e| {
+                    io::Error::new(io::ErrorKind::InvalidData, format!("{} is not a signing key: {e}", path.display()))
+                })?;
+                Ok((signer, false))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let mut seed = [0u8; 32];
+                fill(&mut seed);
+                let name = format!("tokentrail/{}", token::base62::random_digits(12, fill));
+                let signer = Signer::from_seed(&name, &seed).map_err(|e| {
+                    io::Error::new(io::ErrorKind::InvalidData, format!("cannot create a signing key: {e}"))
+                })?;
+                write_secret_file(&path, format!("{}\n", signer.to_key_text()).as_bytes())?;
+                Ok((signer, true))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn lock_file(&self) -> PathBuf {

@@ -16,9 +16,13 @@ use ledger::event::{Event, Kind};
 use store::{EventQuery, SqliteStore, Store, StoreError};
 use token::{Attempt, Constraint, Decision, Pepper, Prefix, Reason, Scope, TokenRecord, TokenString};
 
+mod audit;
 pub mod datadir;
+pub mod recorder;
 mod tokens;
+pub mod verify;
 
+pub use audit::InclusionProof;
 pub use datadir::DataDir;
 pub use tokens::{Expiry, MAX_PAGE, NewToken, TokenFilter, TokenPatch, decode_cursor, encode_cursor};
 
@@ -73,6 +77,10 @@ pub struct Settings {
     pub max_rotation_grace: Duration,
     /// This node's name, recorded in events.
     pub node: String,
+    /// When an event counts as recorded.
+    pub durability: recorder::Durability,
+    /// Events that may wait for the ledger writer.
+    pub queue_capacity: usize,
 }
 
 impl Default for Settings {
@@ -83,6 +91,8 @@ impl Default for Settings {
             max_lifetime: Duration::from_secs(365 * 86_400),
             max_rotation_grace: Duration::from_secs(7 * 86_400),
             node: "local".to_owned(),
+            durability: recorder::Durability::Durable,
+            queue_capacity: 10_000,
         }
     }
 }
@@ -191,6 +201,8 @@ pub type Result<T> = std::result::Result<T, EngineError>;
 pub struct Engine {
     store: Arc<dyn Store>,
     pepper: Pepper,
+    signer: ledger::note::Signer,
+    recorder: recorder::Recorder,
     settings: Settings,
     clock: Arc<dyn Clock>,
     pending_last_used: Mutex<HashMap<String, Timestamp>>,
@@ -204,6 +216,8 @@ pub struct OpenReport {
     pub created_pepper: bool,
     /// A bootstrap admin token was issued and written to `admin.token`.
     pub created_admin_token: bool,
+    /// A checkpoint signing key was generated.
+    pub created_signing_key: bool,
 }
 
 /// The metadata key marking a completed bootstrap.
@@ -222,25 +236,47 @@ impl Engine {
         let (pepper, created_pepper) = data
             .load_or_create_pepper(&mut |b: &mut [u8]| failed |= getrandom::fill(b).is_err())
             .map_err(|e| io("cannot read or create the pepper in", e))?;
+        let (signer, created_signing_key) = data
+            .load_or_create_signer(&mut |b: &mut [u8]| failed |= getrandom::fill(b).is_err())
+            .map_err(|e| io("cannot read or create the signing key in", e))?;
         if failed {
             return Err(EngineError::Internal("the OS random number generator failed".to_owned()));
         }
-        let store = SqliteStore::open(&data.database())?;
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data.database())?);
+        let recorder = recorder::Recorder::start(store.clone(), settings.durability, settings.queue_capacity);
         let engine = Engine {
-            store: Arc::new(store),
+            store,
             pepper,
+            signer,
+            recorder,
             settings,
             clock,
             pending_last_used: Mutex::new(HashMap::new()),
             _lock: Some(lock),
         };
         let created_admin_token = engine.bootstrap(&data)?;
-        Ok((engine, OpenReport { created_pepper, created_admin_token }))
+        Ok((engine, OpenReport { created_pepper, created_admin_token, created_signing_key }))
     }
 
     /// An engine over an existing store (tests and other backends).
-    pub fn with_store(store: Arc<dyn Store>, pepper: Pepper, settings: Settings, clock: Arc<dyn Clock>) -> Engine {
-        Engine { store, pepper, settings, clock, pending_last_used: Mutex::new(HashMap::new()), _lock: None }
+    pub fn with_store(
+        store: Arc<dyn Store>,
+        pepper: Pepper,
+        signer: ledger::note::Signer,
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Engine {
+        let recorder = recorder::Recorder::start(store.clone(), settings.durability, settings.queue_capacity);
+        Engine {
+            store,
+            pepper,
+            signer,
+            recorder,
+            settings,
+            clock,
+            pending_last_used: Mutex::new(HashMap::new()),
+            _lock: None,
+        }
     }
 
     /// Issues the first admin token once. The token file is written before the database commit,
@@ -360,8 +396,9 @@ impl Engine {
             event.token_fingerprint = Some(self.pepper.fingerprint(presented));
         }
         annotate(&mut event, &decision);
-        self.store.append(std::slice::from_mut(&mut event))?;
-        Err(EngineError::Denied(Box::new(Denial { decision, event_id: event.id })))
+        let event_id = event.id.clone();
+        self.record_blocking(event)?;
+        Err(EngineError::Denied(Box::new(Denial { decision, event_id })))
     }
 
     /// Records an allowed read of tokentrail's own API (who looked at what), as an access event.
@@ -375,8 +412,22 @@ impl Engine {
         event.required_scope = Some(required.to_string());
         event.granted_scopes = by.scopes.iter().map(ToString::to_string).collect();
         event.status = Some(status);
-        self.store.append(std::slice::from_mut(&mut event))?;
-        Ok(event.id)
+        let id = event.id.clone();
+        self.record_blocking(event)?;
+        Ok(id)
+    }
+
+    /// Appends an event through the group-commit writer; returns once it is recorded (durable
+    /// mode: committed; buffered mode: queued). Blocking: call from a blocking thread.
+    pub fn record_blocking(&self, event: Event) -> Result<()> {
+        self.recorder.submit_blocking(vec![event])?.wait_blocking()?;
+        Ok(())
+    }
+
+    /// Appends events through the group-commit writer (async); resolves to their positions in
+    /// durable mode, `None` in buffered mode.
+    pub async fn record(&self, events: Vec<Event>) -> Result<Option<Vec<u64>>> {
+        self.recorder.submit(events).await?.wait().await
     }
 
     fn note_use(&self, id: &str, at: Timestamp) {

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use expect_test::expect;
 
 use super::*;
+use ledger::event::Kind;
 
 struct FixedClock(AtomicI64);
 
@@ -25,7 +26,7 @@ fn open() -> (tempfile::TempDir, Engine, Arc<FixedClock>) {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(FixedClock(AtomicI64::new(1_790_000_000)));
     let (engine, report) = Engine::open(&dir.path().join("data"), Settings::default(), clock.clone()).unwrap();
-    assert_eq!(report, OpenReport { created_pepper: true, created_admin_token: true });
+    assert_eq!(report, OpenReport { created_pepper: true, created_admin_token: true, created_signing_key: true });
     (dir, engine, clock)
 }
 
@@ -244,7 +245,7 @@ fn reopen_keeps_the_bootstrap_token_and_does_not_issue_another() {
         t
     };
     let (engine, report) = Engine::open(&data, Settings::default(), clock).unwrap();
-    assert_eq!(report, OpenReport { created_pepper: false, created_admin_token: false });
+    assert_eq!(report, OpenReport { created_pepper: false, created_admin_token: false, created_signing_key: false });
     assert_eq!(DataDir::new(&data).read_admin_token().unwrap().unwrap(), first);
     assert!(engine.authenticate(Some(&first), &Scope::tokentrail_admin(), &RequestContext::default()).is_ok());
     assert_eq!(engine.store().count_tokens(engine.now()).unwrap().get("active"), Some(&1));
@@ -281,4 +282,119 @@ fn last_use_is_batched() {
     clock.advance(5);
     assert!(engine.flush_last_used().unwrap() >= 1);
     assert_eq!(engine.get_token(&rec.id).unwrap().last_used_at, Some(used_at));
+}
+
+fn access(engine: &Engine, owner: &str, ip: &str) -> Event {
+    let mut e = engine.new_event(Kind::Access, "gateway", Reason::Ok).unwrap();
+    e.owner = Some(owner.to_owned());
+    e.source_ip = Some(ip.to_owned());
+    e.path = Some("/v1/orders/1".to_owned());
+    e
+}
+
+#[test]
+fn checkpoints_and_proofs_verify_with_the_published_key() {
+    let (_dir, engine, _) = open();
+    for i in 0..20 {
+        engine.record_blocking(access(&engine, "alice", &format!("10.0.0.{i}"))).unwrap();
+    }
+    let cp = engine.checkpoint().unwrap().unwrap();
+    let n = engine.store().event_count().unwrap();
+    assert_eq!(cp.size, n);
+    assert_eq!(engine.checkpoint().unwrap().unwrap(), cp, "no new checkpoint while the log did not grow");
+    let verifier = ledger::note::Verifier::parse(&engine.verifier_key()).unwrap();
+    let opened = ledger::checkpoint::open_checkpoint(&cp.note, engine.origin(), &[verifier]).unwrap();
+    assert_eq!(opened.size(), n);
+    for e in engine.list_events(&EventQuery { limit: 1000, ..Default::default() }).unwrap().items {
+        let proof = engine.inclusion_proof(&e.id, None).unwrap();
+        let (index, leaf) = engine.leaf(&e.id).unwrap();
+        assert_eq!(index, proof.index);
+        assert_eq!(ledger::merkle::leaf_hash(&leaf), proof.leaf_hash);
+        ledger::merkle::verify_inclusion(index, proof.tree_size, &proof.leaf_hash, &proof.hashes, opened.root())
+            .unwrap();
+    }
+    // A newer event gets a fresh checkpoint on demand.
+    engine.record_blocking(access(&engine, "bob", "10.1.1.1")).unwrap();
+    let newest = engine.list_events(&EventQuery { limit: 1, ..Default::default() }).unwrap().items.remove(0);
+    let proof = engine.inclusion_proof(&newest.id, None).unwrap();
+    assert_eq!(proof.tree_size, n + 1);
+    let cp2 = engine.latest_checkpoint().unwrap();
+    let consistency = engine.consistency_proof(cp.size, cp2.size).unwrap();
+    ledger::merkle::verify_consistency(cp.size, cp2.size, &cp.root, &cp2.root, &consistency).unwrap();
+    assert!(matches!(engine.consistency_proof(0, 3), Err(EngineError::Invalid(_))));
+    assert!(matches!(engine.inclusion_proof(&newest.id, Some(1)), Err(EngineError::Invalid(_))));
+}
+
+#[test]
+fn concurrent_writers_get_gap_free_positions() {
+    let (_dir, engine, _) = open();
+    let engine = Arc::new(engine);
+    let before = engine.store().event_count().unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                (0..50)
+                    .map(|i| {
+                        let e = access(&engine, &format!("w{t}"), &format!("10.0.{t}.{i}"));
+                        engine.recorder.submit_blocking(vec![e]).unwrap().wait_blocking().unwrap().unwrap()[0]
+                    })
+                    .collect::<Vec<u64>>()
+            })
+        })
+        .collect();
+    let mut seqs: Vec<u64> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    seqs.sort_unstable();
+    let want: Vec<u64> = (before..before + 400).collect();
+    assert_eq!(seqs, want);
+    let verified = verify::verify(engine.store(), &[trusted(&engine)], &[], &mut |_, _| {}).unwrap();
+    assert_eq!(verified.events, before + 400);
+}
+
+fn trusted(engine: &Engine) -> ledger::note::Verifier {
+    ledger::note::Verifier::parse(&engine.verifier_key()).unwrap()
+}
+
+#[test]
+fn erasure_removes_personal_values_and_the_log_still_verifies() {
+    let (dir, engine, _) = open();
+    let by = admin(&engine, &dir);
+    engine.record_blocking(access(&engine, "alice@example.com", "203.0.113.5")).unwrap();
+    engine.record_blocking(access(&engine, "bob", "198.51.100.7")).unwrap();
+    engine.checkpoint().unwrap();
+    let n = engine.erase(&by, &RequestContext::default(), &store::Erasure::Owner("alice@example.com".into())).unwrap();
+    assert_eq!(n, 1);
+    let n = engine.erase(&by, &RequestContext::default(), &store::Erasure::SourceIp("198.51.100.7".into())).unwrap();
+    assert_eq!(n, 1);
+    engine.checkpoint().unwrap();
+    let v = verify::verify(engine.store(), &[trusted(&engine)], &[], &mut |_, _| {}).unwrap();
+    assert!(v.erased >= 2, "{v:?}");
+    let events = engine.list_events(&EventQuery { limit: 100, ..Default::default() }).unwrap().items;
+    let erased: Vec<&Event> = events.iter().filter(|e| e.erased).collect();
+    assert!(erased.iter().all(|e| e.owner.is_none() && e.source_ip.is_none()));
+    let erase_events: Vec<&Event> = events.iter().filter(|e| e.operation.as_deref() == Some("audit.erase")).collect();
+    assert_eq!(erase_events.len(), 2, "each erasure is an audited admin action");
+    assert!(matches!(
+        engine.erase(&by, &RequestContext::default(), &store::Erasure::Owner(" ".into())),
+        Err(EngineError::Invalid(_))
+    ));
+}
+
+#[test]
+fn verify_names_a_changed_personal_value_and_a_foreign_key() {
+    let (dir, engine, _) = open();
+    engine.record_blocking(access(&engine, "alice", "203.0.113.5")).unwrap();
+    engine.checkpoint().unwrap();
+    let db = DataDir::new(&dir.path().join("data")).database();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let seq: i64 = conn.query_row("SELECT seq FROM event_personal WHERE owner = 'alice'", [], |r| r.get(0)).unwrap();
+    // An attacker with the database file can drop the guard and change a value.
+    conn.execute("DROP TRIGGER event_personal_no_update", []).unwrap();
+    conn.execute("UPDATE event_personal SET owner = 'mallory' WHERE owner = 'alice'", []).unwrap();
+    let f = verify::verify(engine.store(), &[trusted(&engine)], &[], &mut |_, _| {}).unwrap_err();
+    assert_eq!(f.position, Some(seq as u64));
+    assert!(f.message.contains("personal values"), "{f}");
+    let other = ledger::note::Signer::from_seed("tokentrail/other", &[5; 32]).unwrap().verifier();
+    let f = verify::verify(engine.store(), &[other], &[], &mut |_, _| {}).unwrap_err();
+    assert!(f.message.contains("does not verify with the trusted key"), "{f}");
 }

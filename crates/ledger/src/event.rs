@@ -133,6 +133,9 @@ pub struct Event {
     /// Structured details: the failing constraint's values for denials, the changed fields for
     /// admin events. Never a secret.
     pub details: BTreeMap<String, String>,
+    /// The personal values (owner, address, user agent, path, explanation, details) were erased
+    /// on request; the event still verifies through their commitments.
+    pub erased: bool,
 }
 
 impl Event {
@@ -168,6 +171,7 @@ impl Event {
             granted_scopes: Vec::new(),
             explanation: None,
             details: BTreeMap::new(),
+            erased: false,
         }
     }
 }

@@ -6,5 +6,6 @@
 
 pub mod checkpoint;
 pub mod event;
+pub mod leaf;
 pub mod merkle;
 pub mod note;

@@ -245,6 +245,61 @@ pub struct EventView {
     /// The failing constraint's values, or the fields an admin action changed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub details: BTreeMap<String, String>,
+    /// The personal values (owner, address, user agent, path, explanation, details) were erased.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub erased: bool,
+}
+
+/// `GET /v1/audit/events/{id}/leaf`: the event's canonical leaf bytes.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct LeafView {
+    /// The event's position in the log.
+    pub index: u64,
+    /// Base64 of the canonical leaf bytes (docs/ledger.md).
+    pub leaf: String,
+}
+
+/// `GET /v1/audit/events/{id}/proof`: an RFC 6962 inclusion proof.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProofView {
+    /// The event's position.
+    pub index: u64,
+    /// The tree size the proof is for (a signed checkpoint's size by default).
+    pub tree_size: u64,
+    /// Base64 of the leaf hash, SHA-256(0x00 || leaf).
+    pub leaf_hash: String,
+    /// Base64 hashes of the audit path, bottom up.
+    pub hashes: Vec<String>,
+}
+
+/// `GET /v1/audit/consistency`: an RFC 6962 consistency proof.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConsistencyView {
+    /// The older tree size.
+    pub from: u64,
+    /// The newer tree size.
+    pub to: u64,
+    /// Base64 hashes of the proof.
+    pub hashes: Vec<String>,
+}
+
+/// `POST /v1/audit/erase`: erase personal values (GDPR art. 17). Give exactly one field.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EraseRequest {
+    /// Every event whose owner is this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Every event from this address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<String>,
+}
+
+/// The result of an erasure.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct EraseResult {
+    /// How many events had their personal values erased.
+    pub erased: u64,
 }
 
 /// `GET /v1/audit/events`.

@@ -110,7 +110,7 @@ async fn method_not_allowed(req: Request, next: Next) -> Response {
 
 /// The admin API router.
 pub fn app(state: AppState, max_body_bytes: usize) -> Router {
-    use routes::{audit, health, tokens};
+    use routes::{audit, health, ledger, tokens};
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -122,6 +122,12 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/tokens/{id}/rotate", post(tokens::rotate))
         .route("/v1/audit/events", get(audit::list))
         .route("/v1/audit/events/{id}", get(audit::show))
+        .route("/v1/audit/events/{id}/leaf", get(ledger::leaf))
+        .route("/v1/audit/events/{id}/proof", get(ledger::proof))
+        .route("/v1/audit/consistency", get(ledger::consistency))
+        .route("/v1/audit/checkpoint", get(ledger::checkpoint).post(ledger::sign_checkpoint))
+        .route("/v1/audit/key", get(ledger::key))
+        .route("/v1/audit/erase", post(ledger::erase))
         .fallback(not_found)
         .layer(middleware::from_fn(method_not_allowed))
         .route_layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -178,6 +184,11 @@ pub fn settings(config: &config::Config) -> Settings {
         max_lifetime: config.tokens.max_lifetime,
         max_rotation_grace: config.tokens.max_rotation_grace,
         node: config.node.clone(),
+        durability: match config.ledger.durability {
+            config::Durability::Durable => engine::recorder::Durability::Durable,
+            config::Durability::Buffered => engine::recorder::Durability::Buffered,
+        },
+        queue_capacity: usize::try_from(config.ledger.queue_capacity).unwrap_or(10_000),
     }
 }
 
@@ -220,6 +231,23 @@ pub async fn start(config: &config::Config) -> anyhow::Result<Running> {
             }
         }
     });
+    let checkpoint_engine = engine.clone();
+    let mut checkpoint_rx = rx.clone();
+    let every = config.ledger.checkpoint_interval;
+    let checkpointer = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = checkpoint_rx.changed() => break,
+            }
+            let e = checkpoint_engine.clone();
+            if let Ok(Err(err)) = tokio::task::spawn_blocking(move || e.checkpoint()).await {
+                tracing::warn!(error = %err, "could not sign a checkpoint; will retry");
+            }
+        }
+    });
     let task_engine = engine.clone();
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
@@ -228,12 +256,13 @@ pub async fn start(config: &config::Config) -> anyhow::Result<Running> {
             })
             .await;
         let _ = flusher.await;
+        let _ = checkpointer.await;
         let e = task_engine.clone();
-        match tokio::task::spawn_blocking(move || e.flush_last_used()).await {
+        match tokio::task::spawn_blocking(move || e.flush_last_used().and_then(|_| e.checkpoint())).await {
             Ok(Err(err)) => {
-                tracing::warn!(error = %err, "could not record last-use times at shutdown")
+                tracing::warn!(error = %err, "could not record last-use times or sign the final checkpoint")
             }
-            Err(err) => tracing::warn!(error = %err, "last-use flush failed at shutdown"),
+            Err(err) => tracing::warn!(error = %err, "the shutdown flush failed"),
             Ok(Ok(_)) => {}
         }
         tracing::info!("tokentrail stopped");

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{audit, health, tokens};
+use crate::routes::{audit, health, ledger, tokens};
 
 struct BearerAuth;
 
@@ -28,12 +28,15 @@ impl Modify for BearerAuth {
     paths(
         tokens::create, tokens::list, tokens::show, tokens::update, tokens::revoke, tokens::rotate,
         audit::list, audit::show,
+        ledger::leaf, ledger::proof, ledger::consistency, ledger::checkpoint, ledger::sign_checkpoint, ledger::key,
+        ledger::erase,
         health::healthz, health::readyz, health::metrics, health::openapi,
     ),
     modifiers(&BearerAuth),
     tags(
         (name = "tokens", description = "Issue and manage tokens"),
         (name = "audit", description = "Read the audit log"),
+        (name = "ledger", description = "Checkpoints, proofs and erasure of the tamper-evident log"),
         (name = "operations", description = "Health, metrics and this document"),
     )
 )]

@@ -64,5 +64,6 @@ pub fn event_view(e: &Event) -> proto::EventView {
         granted_scopes: e.granted_scopes.clone(),
         explanation: e.explanation.clone(),
         details: e.details.clone(),
+        erased: e.erased,
     }
 }

@@ -221,6 +221,107 @@ pub(crate) fn keeps_metadata(store: &dyn Store) {
     store.ping().unwrap();
 }
 
+fn stored_root(store: &dyn Store) -> ledger::merkle::Hash {
+    let size = store.event_count().unwrap();
+    let ids = ledger::merkle::nodes_for_root(size);
+    let nodes = store.tree_nodes(&ids).unwrap();
+    ledger::merkle::root(size, &nodes).unwrap()
+}
+
+/// Recomputes every leaf from what is stored and checks it against the stored leaf hash and the
+/// stored tree; returns the recomputed tree.
+fn recompute(store: &dyn Store) -> ledger::merkle::MemoryTree {
+    let mut tree = ledger::merkle::MemoryTree::new();
+    let leaves = store.leaves(0, 10_000).unwrap();
+    for (i, l) in leaves.iter().enumerate() {
+        assert_eq!(l.event.seq, Some(i as u64));
+        let bytes = ledger::leaf::encode(&l.event, i as u64, &l.commitments);
+        assert_eq!(ledger::merkle::leaf_hash(&bytes), l.leaf_hash, "leaf {i}");
+        if let Some(salt) = l.salt {
+            assert_eq!(
+                ledger::leaf::Personal::of(&l.event).commitments(&salt),
+                l.commitments,
+                "personal values of {i}"
+            );
+        }
+        tree.push(l.leaf_hash).unwrap();
+    }
+    tree
+}
+
+pub(crate) fn builds_the_merkle_tree_as_it_appends(store: &dyn Store) {
+    store.insert_token(&token("tok1", "alice", &["a:read"]), &mut admin_event("ev-admin", "tok1")).unwrap();
+    for batch in 0..7 {
+        let mut events: Vec<Event> =
+            (0..batch).map(|i| access_event(&format!("b{batch}-{i}"), Some("tok1"), Reason::Ok)).collect();
+        store.append(&mut events).unwrap();
+        let tree = recompute(store);
+        assert_eq!(tree.size(), store.event_count().unwrap());
+        assert_eq!(stored_root(store), tree.root(), "after batch {batch}");
+    }
+    // A failed batch leaves the tree as it was, and the next append continues it correctly.
+    let dup = store.append(&mut [access_event("fresh", None, Reason::Ok), access_event("b3-0", None, Reason::Ok)]);
+    assert!(dup.is_err());
+    store.append(&mut [access_event("after", None, Reason::Ok)]).unwrap();
+    assert_eq!(stored_root(store), recompute(store).root());
+    // Proofs from stored nodes verify against the recomputed root.
+    let tree = recompute(store);
+    let size = tree.size();
+    for index in 0..size {
+        let ids = ledger::merkle::nodes_for_inclusion(index, size).unwrap();
+        let nodes = store.tree_nodes(&ids).unwrap();
+        let proof = ledger::merkle::inclusion_proof(index, size, &nodes).unwrap();
+        ledger::merkle::verify_inclusion(index, size, &tree.leaf_hash(index).unwrap(), &proof, &tree.root()).unwrap();
+    }
+}
+
+pub(crate) fn keeps_personal_values_beside_the_leaf_and_erases_them(store: &dyn Store) {
+    let mut a = access_event("a", Some("tok1"), Reason::Ok);
+    a.owner = Some("alice@example.com".into());
+    a.user_agent = Some("curl/8".into());
+    let mut b = access_event("b", Some("tok2"), Reason::Ok);
+    b.owner = Some("bob".into());
+    b.source_ip = Some("198.51.100.1".into());
+    store.append(&mut [a.clone(), b]).unwrap();
+    let root_before = stored_root(store);
+    assert_eq!(store.get_event("a").unwrap().unwrap().user_agent.as_deref(), Some("curl/8"));
+
+    let mut record = admin_event("erase-1", "-");
+    record.operation = Some("audit.erase".into());
+    let n = store.erase(&crate::Erasure::Owner("alice@example.com".into()), &mut record).unwrap();
+    assert_eq!(n, 1);
+    let erased = store.get_event("a").unwrap().unwrap();
+    assert!(erased.erased);
+    assert_eq!((erased.owner, erased.user_agent, erased.source_ip, erased.path), (None, None, None, None));
+    assert_eq!(erased.token_id.as_deref(), Some("tok1"), "non-personal fields stay");
+    assert!(!store.get_event("b").unwrap().unwrap().erased);
+    let n = store.erase(&crate::Erasure::SourceIp("198.51.100.1".into()), &mut admin_event("erase-2", "-")).unwrap();
+    assert_eq!(n, 1);
+    // The log still verifies, and the first two leaves are unchanged.
+    let tree = recompute(store);
+    let first_two =
+        ledger::merkle::MemoryTree::from_leaf_hashes([tree.leaf_hash(0).unwrap(), tree.leaf_hash(1).unwrap()]).unwrap();
+    assert_eq!(first_two.root(), root_before);
+    assert_eq!(stored_root(store), tree.root());
+}
+
+pub(crate) fn keeps_one_checkpoint_per_size(store: &dyn Store) {
+    assert_eq!(store.latest_checkpoint().unwrap(), None);
+    let cp = |size: u64, root: u8| crate::StoredCheckpoint {
+        size,
+        root: [root; 32],
+        note: format!("note {size}\n"),
+        created_at: t("2026-01-01T00:00:00Z"),
+    };
+    store.put_checkpoint(&cp(3, 1)).unwrap();
+    store.put_checkpoint(&cp(5, 2)).unwrap();
+    store.put_checkpoint(&cp(3, 1)).unwrap();
+    let err = store.put_checkpoint(&cp(3, 9)).unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.latest_checkpoint().unwrap(), Some(cp(5, 2)));
+    assert_eq!(store.checkpoints().unwrap(), vec![cp(3, 1), cp(5, 2)]);
+}
+
 /// Instantiates every conformance check as a `#[test]` for one backend.
 macro_rules! suite {
     ($make:expr) => {
@@ -253,6 +354,21 @@ macro_rules! suite {
         fn last_used_only_moves_forward() {
             let (_guard, store) = $make;
             $crate::conformance::last_used_only_moves_forward(&store);
+        }
+        #[test]
+        fn builds_the_merkle_tree_as_it_appends() {
+            let (_guard, store) = $make;
+            $crate::conformance::builds_the_merkle_tree_as_it_appends(&store);
+        }
+        #[test]
+        fn keeps_personal_values_beside_the_leaf_and_erases_them() {
+            let (_guard, store) = $make;
+            $crate::conformance::keeps_personal_values_beside_the_leaf_and_erases_them(&store);
+        }
+        #[test]
+        fn keeps_one_checkpoint_per_size() {
+            let (_guard, store) = $make;
+            $crate::conformance::keeps_one_checkpoint_per_size(&store);
         }
         #[test]
         fn keeps_metadata() {
@@ -296,5 +412,8 @@ mod sqlite {
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(store.event_count().unwrap(), 1);
         assert!(store.get_token("tok1").unwrap().is_some());
+        // The frontier is read back from stored nodes: appending after a reopen continues the tree.
+        store.append(&mut [super::access_event("x", None, token::Reason::Ok)]).unwrap();
+        assert_eq!(super::stored_root(&store), super::recompute(&store).root());
     }
 }

@@ -4,10 +4,11 @@
 //! leaves this crate, and every backend must pass the same conformance suite (`conformance`
 //! tests). The events table is append-only: no method here updates or deletes an event.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use jiff::Timestamp;
 use ledger::event::{Event, Kind, Verdict};
+use ledger::merkle::{Hash, NodeId};
 use token::{Reason, Scope, TokenRecord, TokenState};
 
 mod codec;
@@ -51,6 +52,42 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// The position to continue from when more items exist.
     pub next: Option<i64>,
+}
+
+/// One stored leaf: the event (personal values filled in unless erased), the commitments and
+/// the leaf hash stored with it, and the salt of the commitments (gone after erasure).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredLeaf {
+    /// The event.
+    pub event: Event,
+    /// Commitments to the personal fields, in `ledger::leaf::PERSONAL_FIELDS` order.
+    pub commitments: [Hash; 6],
+    /// The stored leaf hash.
+    pub leaf_hash: Hash,
+    /// The commitments' salt; `None` once the personal values were erased.
+    pub salt: Option<[u8; 32]>,
+}
+
+/// A signed checkpoint as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// Tree size it covers.
+    pub size: u64,
+    /// Root hash at that size.
+    pub root: Hash,
+    /// The signed note.
+    pub note: String,
+    /// When it was signed.
+    pub created_at: Timestamp,
+}
+
+/// Which events' personal values to erase.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Erasure {
+    /// Every event whose owner is this.
+    Owner(String),
+    /// Every event from this address.
+    SourceIp(String),
 }
 
 /// Filters for listing tokens. Results are in creation order.
@@ -167,6 +204,26 @@ pub trait Store: Send + Sync + 'static {
 
     /// Number of events stored (the next position).
     fn event_count(&self) -> Result<u64>;
+
+    /// Stored tree hashes (level 0: leaf hashes); a missing node is an error.
+    fn tree_nodes(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>>;
+
+    /// Stored leaves in position order, starting at `from`, at most `limit`.
+    fn leaves(&self, from: u64, limit: u32) -> Result<Vec<StoredLeaf>>;
+
+    /// Stores a signed checkpoint. Storing the same checkpoint again is a no-op; a different
+    /// root for a size already signed is refused ([`StoreError::Conflict`]).
+    fn put_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<()>;
+
+    /// The checkpoint of the largest size, if any.
+    fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>>;
+
+    /// Every stored checkpoint, smallest size first.
+    fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>>;
+
+    /// Deletes the personal values and salts of the matching events and appends `event` (the
+    /// admin event recording the erasure), atomically. Returns how many events were erased.
+    fn erase(&self, erasure: &Erasure, event: &mut Event) -> Result<u64>;
 
     /// A metadata value.
     fn meta_get(&self, key: &str) -> Result<Option<String>>;

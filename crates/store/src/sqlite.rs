@@ -9,12 +9,16 @@ use std::sync::{Mutex, MutexGuard};
 
 use jiff::Timestamp;
 use ledger::event::{Event, Kind, Verdict};
+use ledger::leaf::{self, Personal};
+use ledger::merkle::{self, Frontier, Hash, NodeReader};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use token::{Reason, TokenRecord, TokenState};
 
 use crate::codec;
-use crate::{EventQuery, Order, Page, Result, Store, StoreError, TokenQuery};
+use crate::{EventQuery, Order, Page, Result, Store, StoreError, StoredCheckpoint, StoredLeaf, TokenQuery};
+use ledger::merkle::NodeId;
+use std::collections::HashMap;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
 const MIGRATIONS: &[&str] = &[r#"
@@ -67,7 +71,8 @@ CREATE TABLE token_labels (
 ) WITHOUT ROWID;
 CREATE INDEX token_labels_kv ON token_labels(key, value);
 
--- The audit log: positions 0..n-1, append-only (the triggers refuse changes).
+-- The audit log: positions 0..n-1, append-only (the triggers refuse changes). Each row holds the
+-- event's non-personal fields, the commitments to its personal fields and its leaf hash.
 CREATE TABLE events (
     seq               INTEGER PRIMARY KEY,
     id                TEXT NOT NULL UNIQUE,
@@ -76,11 +81,7 @@ CREATE TABLE events (
     source            TEXT NOT NULL,
     token_id          TEXT,
     token_fingerprint TEXT,
-    owner             TEXT,
-    source_ip         TEXT,
-    user_agent        TEXT,
     method            TEXT,
-    path              TEXT,
     route             TEXT,
     resource          TEXT,
     action            TEXT,
@@ -96,8 +97,8 @@ CREATE TABLE events (
     target            TEXT,
     required_scope    TEXT,
     granted_scopes    TEXT NOT NULL,
-    explanation       TEXT,
-    details           TEXT NOT NULL
+    commitments       BLOB NOT NULL,
+    leaf_hash         BLOB NOT NULL
 );
 CREATE INDEX events_token ON events(token_id, seq);
 CREATE INDEX events_target ON events(target, seq) WHERE target IS NOT NULL;
@@ -106,6 +107,46 @@ CREATE TRIGGER events_no_update BEFORE UPDATE ON events
     BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 CREATE TRIGGER events_no_delete BEFORE DELETE ON events
     BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+
+-- Personal values and the salt of their commitments, beside the log. Erasure deletes rows here;
+-- the log keeps verifying through the commitments.
+CREATE TABLE event_personal (
+    seq         INTEGER PRIMARY KEY,
+    salt        BLOB NOT NULL,
+    owner       TEXT,
+    source_ip   TEXT,
+    user_agent  TEXT,
+    path        TEXT,
+    explanation TEXT,
+    details     TEXT NOT NULL
+);
+CREATE TRIGGER event_personal_no_update BEFORE UPDATE ON event_personal
+    BEGIN SELECT RAISE(ABORT, 'personal values are erased, never changed'); END;
+CREATE INDEX event_personal_owner ON event_personal(owner) WHERE owner IS NOT NULL;
+CREATE INDEX event_personal_ip ON event_personal(source_ip) WHERE source_ip IS NOT NULL;
+
+-- Hashes of the complete subtrees of the Merkle tree above the leaves (level >= 1): subtree
+-- `idx` of level `level` covers leaves idx*2^level .. (idx+1)*2^level - 1. Append-only.
+CREATE TABLE merkle_nodes (
+    level INTEGER NOT NULL,
+    idx   INTEGER NOT NULL,
+    hash  BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+CREATE TRIGGER merkle_nodes_no_update BEFORE UPDATE ON merkle_nodes
+    BEGIN SELECT RAISE(ABORT, 'tree nodes are append-only'); END;
+CREATE TRIGGER merkle_nodes_no_delete BEFORE DELETE ON merkle_nodes
+    BEGIN SELECT RAISE(ABORT, 'tree nodes are append-only'); END;
+
+-- Signed checkpoints; one root per size, ever.
+CREATE TABLE checkpoints (
+    size       INTEGER PRIMARY KEY,
+    root       BLOB NOT NULL,
+    note       TEXT NOT NULL,
+    created_us INTEGER NOT NULL
+);
+CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON checkpoints
+    BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
 "#];
 
 const READERS: usize = 4;
@@ -113,7 +154,7 @@ const READERS: usize = 4;
 /// The SQLite store.
 pub struct SqliteStore {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    writer: Mutex<Writer>,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -159,7 +200,11 @@ impl SqliteStore {
         restrict_permissions(path);
         configure(&conn)?;
         migrate(&conn)?;
-        Ok(SqliteStore { path: path.to_owned(), writer: Mutex::new(conn), readers: Mutex::new(Vec::new()) })
+        Ok(SqliteStore {
+            path: path.to_owned(),
+            writer: Mutex::new(Writer { conn, frontier: None }),
+            readers: Mutex::new(Vec::new()),
+        })
     }
 
     /// The database file.
@@ -190,11 +235,25 @@ impl SqliteStore {
     }
 
     fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = lock(&self.writer);
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(classify)?;
-        let out = f(&tx)?;
-        tx.commit().map_err(classify)?;
-        Ok(out)
+        self.write_log(|tx, _| f(tx))
+    }
+
+    /// A write transaction that may append to the log. The in-memory frontier is restored when
+    /// the transaction fails, so it always matches what is committed.
+    fn write_log<T>(&self, f: impl FnOnce(&Transaction<'_>, &mut Option<Frontier>) -> Result<T>) -> Result<T> {
+        let mut w = lock(&self.writer);
+        let Writer { conn, frontier } = &mut *w;
+        let saved = frontier.clone();
+        let result = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(classify)?;
+            let out = f(&tx, frontier)?;
+            tx.commit().map_err(classify)?;
+            Ok(out)
+        })();
+        if result.is_err() {
+            *frontier = saved;
+        }
+        result
     }
 }
 
@@ -348,9 +407,20 @@ fn write_grants(tx: &Transaction<'_>, pk: i64, t: &TokenRecord) -> Result<()> {
     Ok(())
 }
 
-const EVENT_COLUMNS: &str = "seq, id, time_us, kind, source, token_id, token_fingerprint, owner, source_ip, \
-    user_agent, method, path, route, resource, action, sensitivity, decision, reason, status, latency_us, \
-    bytes_out, request_id, node, operation, target, required_scope, granted_scopes, explanation, details";
+/// Columns of `events` joined with `event_personal` (`p`), in the order `event_from_row` reads.
+const EVENT_SELECT: &str = "e.seq, e.id, e.time_us, e.kind, e.source, e.token_id, e.token_fingerprint, e.method, \
+    e.route, e.resource, e.action, e.sensitivity, e.decision, e.reason, e.status, e.latency_us, e.bytes_out, \
+    e.request_id, e.node, e.operation, e.target, e.required_scope, e.granted_scopes, e.commitments, e.leaf_hash, \
+    p.salt, p.owner, p.source_ip, p.user_agent, p.path, p.explanation, p.details \
+    FROM events e LEFT JOIN event_personal p ON p.seq = e.seq";
+
+const EVENT_INSERT: &str = "INSERT INTO events (seq, id, time_us, kind, source, token_id, token_fingerprint, method, \
+    route, resource, action, sensitivity, decision, reason, status, latency_us, bytes_out, request_id, node, operation, \
+    target, required_scope, granted_scopes, commitments, leaf_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
+    ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)";
+
+const PERSONAL_INSERT: &str = "INSERT INTO event_personal (seq, salt, owner, source_ip, user_agent, path, explanation, \
+    details) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
 fn text(v: &Option<String>) -> SqlValue {
     v.clone().map_or(SqlValue::Null, SqlValue::Text)
@@ -360,8 +430,8 @@ fn int(v: Option<u64>) -> SqlValue {
     v.map_or(SqlValue::Null, |n| SqlValue::Integer(i64::try_from(n).unwrap_or(i64::MAX)))
 }
 
-fn event_values(seq: i64, e: &Event) -> Vec<SqlValue> {
-    vec![
+fn event_values(seq: i64, e: &Event, commitments: &[Hash; 6], leaf_hash: &Hash) -> [SqlValue; 25] {
+    [
         SqlValue::Integer(seq),
         SqlValue::Text(e.id.clone()),
         SqlValue::Integer(codec::micros(e.time)),
@@ -369,11 +439,7 @@ fn event_values(seq: i64, e: &Event) -> Vec<SqlValue> {
         SqlValue::Text(e.source.clone()),
         text(&e.token_id),
         text(&e.token_fingerprint),
-        text(&e.owner),
-        text(&e.source_ip),
-        text(&e.user_agent),
         text(&e.method),
-        text(&e.path),
         text(&e.route),
         text(&e.resource),
         text(&e.action),
@@ -389,42 +455,49 @@ fn event_values(seq: i64, e: &Event) -> Vec<SqlValue> {
         text(&e.target),
         text(&e.required_scope),
         SqlValue::Text(codec::strings_to_json(&e.granted_scopes)),
-        text(&e.explanation),
-        SqlValue::Text(codec::map_to_json(&e.details)),
+        SqlValue::Blob(leaf::pack(commitments)),
+        SqlValue::Blob(leaf_hash.to_vec()),
     ]
 }
 
-fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Event>> {
+fn hash32(bytes: Vec<u8>, what: &str) -> Result<Hash> {
+    bytes.try_into().map_err(|_| StoreError::Corrupt(format!("{what} is not 32 bytes")))
+}
+
+fn leaf_from_row(r: &Row<'_>) -> rusqlite::Result<Result<StoredLeaf>> {
     let seq: i64 = r.get(0)?;
     let time_us: i64 = r.get(2)?;
     let kind: String = r.get(3)?;
-    let sensitivity: String = r.get(15)?;
-    let decision: String = r.get(16)?;
-    let reason: String = r.get(17)?;
-    let status: Option<i64> = r.get(18)?;
-    let latency: Option<i64> = r.get(19)?;
-    let bytes: Option<i64> = r.get(20)?;
-    let granted: String = r.get(26)?;
-    let details: String = r.get(28)?;
+    let sensitivity: String = r.get(11)?;
+    let decision: String = r.get(12)?;
+    let reason: String = r.get(13)?;
+    let status: Option<i64> = r.get(14)?;
+    let latency: Option<i64> = r.get(15)?;
+    let bytes: Option<i64> = r.get(16)?;
+    let granted: String = r.get(22)?;
+    let commitments: Vec<u8> = r.get(23)?;
+    let leaf_hash: Vec<u8> = r.get(24)?;
+    let salt: Option<Vec<u8>> = r.get(25)?;
+    let details: Option<String> = r.get(31)?;
     let mut e = Event::new(r.get(1)?, Timestamp::UNIX_EPOCH, Kind::Access, "", Reason::Ok);
     e.source = r.get(4)?;
     e.token_id = r.get(5)?;
     e.token_fingerprint = r.get(6)?;
-    e.owner = r.get(7)?;
-    e.source_ip = r.get(8)?;
-    e.user_agent = r.get(9)?;
-    e.method = r.get(10)?;
-    e.path = r.get(11)?;
-    e.route = r.get(12)?;
-    e.resource = r.get(13)?;
-    e.action = r.get(14)?;
-    e.request_id = r.get(21)?;
-    e.node = r.get(22)?;
-    e.operation = r.get(23)?;
-    e.target = r.get(24)?;
-    e.required_scope = r.get(25)?;
-    e.explanation = r.get(27)?;
-    let decode = move || -> Result<Event> {
+    e.method = r.get(7)?;
+    e.route = r.get(8)?;
+    e.resource = r.get(9)?;
+    e.action = r.get(10)?;
+    e.request_id = r.get(17)?;
+    e.node = r.get(18)?;
+    e.operation = r.get(19)?;
+    e.target = r.get(20)?;
+    e.required_scope = r.get(21)?;
+    e.owner = r.get(26)?;
+    e.source_ip = r.get(27)?;
+    e.user_agent = r.get(28)?;
+    e.path = r.get(29)?;
+    e.explanation = r.get(30)?;
+    let decode = move || -> Result<StoredLeaf> {
         let corrupt = |what: &str, v: &str| StoreError::Corrupt(format!("event {seq}: bad {what} {v:?}"));
         e.seq = Some(u64::try_from(seq).map_err(|_| corrupt("seq", "negative"))?);
         e.time = codec::time(time_us)?;
@@ -433,30 +506,127 @@ fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Event>> {
         e.reason = Reason::parse(&reason).ok_or_else(|| corrupt("reason", &reason))?;
         e.sensitivity = codec::json_to_strings(&sensitivity)?;
         e.granted_scopes = codec::json_to_strings(&granted)?;
-        e.details = codec::json_to_map(&details)?;
         e.status = status.map(|s| u16::try_from(s).map_err(|_| corrupt("status", &s.to_string()))).transpose()?;
         e.latency_us = latency.and_then(|v| u64::try_from(v).ok());
         e.bytes_out = bytes.and_then(|v| u64::try_from(v).ok());
-        Ok(e)
+        let salt = match salt {
+            Some(s) => Some(<[u8; leaf::SALT_LEN]>::try_from(s).map_err(|_| corrupt("salt", "length"))?),
+            None => None,
+        };
+        match (&salt, details) {
+            (Some(_), Some(d)) => e.details = codec::json_to_map(&d)?,
+            (Some(_), None) => return Err(corrupt("details", "missing")),
+            (None, _) => e.erased = true,
+        }
+        Ok(StoredLeaf {
+            commitments: leaf::unpack(&commitments).ok_or_else(|| corrupt("commitments", "length"))?,
+            leaf_hash: hash32(leaf_hash, "leaf hash")?,
+            salt,
+            event: e,
+        })
     };
     Ok(decode())
 }
 
-fn append_in(tx: &Transaction<'_>, events: &mut [Event]) -> Result<()> {
-    let next: i64 = tx.query_row("SELECT COALESCE(MAX(seq) + 1, 0) FROM events", [], |r| r.get(0)).map_err(classify)?;
-    let placeholders = (1..=29).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
-    let mut stmt = tx
-        .prepare_cached(&format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES ({placeholders})"))
+fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Event>> {
+    Ok(leaf_from_row(r)?.map(|l| l.event))
+}
+
+/// The writer connection and the tree's right edge (loaded on the first append).
+struct Writer {
+    conn: Connection,
+    frontier: Option<Frontier>,
+}
+
+/// Reads stored tree nodes inside a transaction: level 0 from `events.leaf_hash`, higher levels
+/// from `merkle_nodes`.
+struct TxNodes<'a>(&'a Connection);
+
+impl NodeReader for TxNodes<'_> {
+    type Error = StoreError;
+
+    fn node(&self, level: u8, index: u64) -> Result<Hash> {
+        let idx = i64::try_from(index).map_err(|_| StoreError::Corrupt("node index out of range".into()))?;
+        let bytes: Option<Vec<u8>> = if level == 0 {
+            self.0.query_row("SELECT leaf_hash FROM events WHERE seq = ?1", [idx], |r| r.get(0))
+        } else {
+            self.0.query_row("SELECT hash FROM merkle_nodes WHERE level = ?1 AND idx = ?2", params![level, idx], |r| {
+                r.get(0)
+            })
+        }
+        .optional()
         .map_err(classify)?;
+        let bytes = bytes.ok_or_else(|| StoreError::Corrupt(format!("tree node ({level}, {index}) is missing")))?;
+        hash32(bytes, "tree node")
+    }
+}
+
+/// Appends events at the end of the log inside `tx`: positions, commitments with fresh salts,
+/// leaf hashes, and the new complete subtrees. On error the caller restores the frontier.
+fn append_in(tx: &Transaction<'_>, frontier: &mut Option<Frontier>, events: &mut [Event]) -> Result<()> {
+    let next: i64 = tx.query_row("SELECT COALESCE(MAX(seq) + 1, 0) FROM events", [], |r| r.get(0)).map_err(classify)?;
+    let size = u64::try_from(next).map_err(|_| StoreError::Corrupt("negative size".into()))?;
+    let f = match frontier {
+        Some(f) if f.size() == size => f,
+        _ => frontier.insert(Frontier::read(size, &TxNodes(tx))?),
+    };
+    let mut salts = vec![0u8; events.len() * leaf::SALT_LEN];
+    getrandom::fill(&mut salts)
+        .map_err(|e| StoreError::Unavailable(format!("the OS random number generator failed: {e}")))?;
+    let mut event_stmt = tx.prepare_cached(EVENT_INSERT).map_err(classify)?;
+    let mut personal_stmt = tx.prepare_cached(PERSONAL_INSERT).map_err(classify)?;
+    let mut node_stmt =
+        tx.prepare_cached("INSERT INTO merkle_nodes (level, idx, hash) VALUES (?1, ?2, ?3)").map_err(classify)?;
+    let mut nodes = Vec::with_capacity(4);
     for (i, e) in events.iter_mut().enumerate() {
         let seq = next + i as i64;
-        stmt.execute(rusqlite::params_from_iter(event_values(seq, e))).map_err(|err| match classify(err) {
-            StoreError::Backend(m) if m.contains("UNIQUE") => StoreError::Duplicate(format!("event {}", e.id)),
-            other => other,
-        })?;
+        let salt: [u8; leaf::SALT_LEN] =
+            salts[i * leaf::SALT_LEN..(i + 1) * leaf::SALT_LEN].try_into().unwrap_or([0; leaf::SALT_LEN]);
+        let personal = Personal::of(e);
+        let commitments = personal.commitments(&salt);
+        let leaf_hash = merkle::leaf_hash(&leaf::encode(e, seq as u64, &commitments));
+        event_stmt.execute(rusqlite::params_from_iter(event_values(seq, e, &commitments, &leaf_hash))).map_err(
+            |err| match classify(err) {
+                StoreError::Backend(m) if m.contains("UNIQUE") => StoreError::Duplicate(format!("event {}", e.id)),
+                other => other,
+            },
+        )?;
+        personal_stmt
+            .execute(params![
+                seq,
+                salt.as_slice(),
+                personal.owner,
+                personal.source_ip,
+                personal.user_agent,
+                personal.path,
+                personal.explanation,
+                codec::map_to_json(&personal.details),
+            ])
+            .map_err(classify)?;
+        nodes.clear();
+        f.append(leaf_hash, &mut nodes).map_err(|_| StoreError::Corrupt("the tree is full".into()))?;
+        for n in nodes.iter().filter(|n| n.id.level > 0) {
+            let idx = i64::try_from(n.id.index).map_err(|_| StoreError::Corrupt("node index out of range".into()))?;
+            node_stmt.execute(params![n.id.level, idx, n.hash.as_slice()]).map_err(classify)?;
+        }
         e.seq = Some(seq as u64);
     }
     Ok(())
+}
+
+fn checkpoint_from_row(r: &Row<'_>) -> rusqlite::Result<Result<StoredCheckpoint>> {
+    let size: i64 = r.get(0)?;
+    let root: Vec<u8> = r.get(1)?;
+    let note: String = r.get(2)?;
+    let created: i64 = r.get(3)?;
+    Ok((|| {
+        Ok(StoredCheckpoint {
+            size: u64::try_from(size).map_err(|_| StoreError::Corrupt("negative checkpoint size".into()))?,
+            root: hash32(root, "checkpoint root")?,
+            note,
+            created_at: codec::time(created)?,
+        })
+    })())
 }
 
 fn collect<T>(rows: Vec<Result<T>>) -> Result<Vec<T>> {
@@ -473,7 +643,7 @@ impl Store for SqliteStore {
     }
 
     fn insert_token(&self, token: &TokenRecord, event: &mut Event) -> Result<()> {
-        self.write(|tx| {
+        self.write_log(|tx, frontier| {
             let placeholders = (1..=22).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
             let columns = TOKEN_COLUMNS.trim_start_matches("pk, ");
             tx.execute(
@@ -486,12 +656,12 @@ impl Store for SqliteStore {
             })?;
             let pk = tx.last_insert_rowid();
             write_grants(tx, pk, token)?;
-            append_in(tx, std::slice::from_mut(event))
+            append_in(tx, frontier, std::slice::from_mut(event))
         })
     }
 
     fn update_token(&self, token: &TokenRecord, expected_revision: u64, event: &mut Event) -> Result<()> {
-        self.write(|tx| {
+        self.write_log(|tx, frontier| {
             let found: Option<(i64, i64)> = tx
                 .query_row("SELECT pk, revision FROM tokens WHERE id = ?1", [&token.id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()
@@ -508,7 +678,7 @@ impl Store for SqliteStore {
             )
             .map_err(classify)?;
             write_grants(tx, pk, token)?;
-            append_in(tx, std::slice::from_mut(event))
+            append_in(tx, frontier, std::slice::from_mut(event))
         })
     }
 
@@ -646,12 +816,12 @@ impl Store for SqliteStore {
         if events.is_empty() {
             return Ok(());
         }
-        self.write(|tx| append_in(tx, events))
+        self.write_log(|tx, frontier| append_in(tx, frontier, events))
     }
 
     fn get_event(&self, id: &str) -> Result<Option<Event>> {
         self.read(|c| {
-            c.query_row(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"), [id], event_from_row)
+            c.query_row(&format!("SELECT {EVENT_SELECT} WHERE e.id = ?1"), [id], event_from_row)
                 .optional()
                 .map_err(classify)?
                 .transpose()
@@ -659,7 +829,7 @@ impl Store for SqliteStore {
     }
 
     fn list_events(&self, q: &EventQuery) -> Result<Page<Event>> {
-        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE 1 = 1");
+        let mut sql = format!("SELECT {EVENT_SELECT} WHERE 1 = 1");
         let mut args: Vec<SqlValue> = Vec::new();
         let mut arg = |v: SqlValue| {
             args.push(v);
@@ -668,31 +838,31 @@ impl Store for SqliteStore {
         let mut eq = |col: &str, v: Option<String>| {
             v.map(|v| format!(" AND {col} = {}", arg(SqlValue::Text(v)))).unwrap_or_default()
         };
-        sql += &eq("kind", q.kind.map(|k| k.as_str().to_owned()));
-        sql += &eq("token_id", q.token_id.clone());
-        sql += &eq("target", q.target.clone());
-        sql += &eq("source", q.source.clone());
-        sql += &eq("decision", q.decision.map(|d| d.as_str().to_owned()));
-        sql += &eq("reason", q.reason.map(|r| r.as_str().to_owned()));
+        sql += &eq("e.kind", q.kind.map(|k| k.as_str().to_owned()));
+        sql += &eq("e.token_id", q.token_id.clone());
+        sql += &eq("e.target", q.target.clone());
+        sql += &eq("e.source", q.source.clone());
+        sql += &eq("e.decision", q.decision.map(|d| d.as_str().to_owned()));
+        sql += &eq("e.reason", q.reason.map(|r| r.as_str().to_owned()));
         let mut arg = |v: SqlValue| {
             args.push(v);
             format!("?{}", args.len())
         };
         if let Some(since) = q.since {
-            sql += &format!(" AND time_us >= {}", arg(SqlValue::Integer(codec::micros(since))));
+            sql += &format!(" AND e.time_us >= {}", arg(SqlValue::Integer(codec::micros(since))));
         }
         if let Some(until) = q.until {
-            sql += &format!(" AND time_us < {}", arg(SqlValue::Integer(codec::micros(until))));
+            sql += &format!(" AND e.time_us < {}", arg(SqlValue::Integer(codec::micros(until))));
         }
         let (cmp, dir) = match q.order {
             Order::Asc => (">", "ASC"),
             Order::Desc => ("<", "DESC"),
         };
         if let Some(after) = q.after {
-            sql += &format!(" AND seq {cmp} {}", arg(SqlValue::Integer(after)));
+            sql += &format!(" AND e.seq {cmp} {}", arg(SqlValue::Integer(after)));
         }
         let limit = i64::from(q.limit.max(1));
-        sql += &format!(" ORDER BY seq {dir} LIMIT {}", arg(SqlValue::Integer(limit + 1)));
+        sql += &format!(" ORDER BY e.seq {dir} LIMIT {}", arg(SqlValue::Integer(limit + 1)));
         self.read(|c| {
             let mut stmt = c.prepare(&sql).map_err(classify)?;
             let rows = stmt
@@ -712,6 +882,89 @@ impl Store for SqliteStore {
             let n: i64 =
                 c.query_row("SELECT COALESCE(MAX(seq) + 1, 0) FROM events", [], |r| r.get(0)).map_err(classify)?;
             Ok(u64::try_from(n).unwrap_or(0))
+        })
+    }
+
+    fn tree_nodes(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>> {
+        self.read(|c| {
+            let reader = TxNodes(c);
+            ids.iter().map(|id| Ok((*id, reader.node(id.level, id.index)?))).collect()
+        })
+    }
+
+    fn leaves(&self, from: u64, limit: u32) -> Result<Vec<StoredLeaf>> {
+        let from = i64::try_from(from).map_err(|_| StoreError::Backend("position out of range".into()))?;
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(&format!("SELECT {EVENT_SELECT} WHERE e.seq >= ?1 ORDER BY e.seq LIMIT ?2"))
+                .map_err(classify)?;
+            let rows = stmt
+                .query_map(params![from, i64::from(limit)], leaf_from_row)
+                .map_err(classify)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(classify)?;
+            collect(rows)
+        })
+    }
+
+    fn put_checkpoint(&self, cp: &StoredCheckpoint) -> Result<()> {
+        let size = i64::try_from(cp.size).map_err(|_| StoreError::Backend("size out of range".into()))?;
+        self.write(|tx| {
+            let existing: Option<Vec<u8>> = tx
+                .query_row("SELECT root FROM checkpoints WHERE size = ?1", [size], |r| r.get(0))
+                .optional()
+                .map_err(classify)?;
+            match existing {
+                Some(root) if root == cp.root => Ok(()),
+                Some(_) => Err(StoreError::Conflict(format!("a different checkpoint for size {}", cp.size))),
+                None => {
+                    tx.execute(
+                        "INSERT INTO checkpoints (size, root, note, created_us) VALUES (?1, ?2, ?3, ?4)",
+                        params![size, cp.root.as_slice(), cp.note, codec::micros(cp.created_at)],
+                    )
+                    .map_err(classify)?;
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT size, root, note, created_us FROM checkpoints ORDER BY size DESC LIMIT 1",
+                [],
+                checkpoint_from_row,
+            )
+            .optional()
+            .map_err(classify)?
+            .transpose()
+        })
+    }
+
+    fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>> {
+        self.read(|c| {
+            let mut stmt =
+                c.prepare("SELECT size, root, note, created_us FROM checkpoints ORDER BY size").map_err(classify)?;
+            let rows = stmt
+                .query_map([], checkpoint_from_row)
+                .map_err(classify)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(classify)?;
+            collect(rows)
+        })
+    }
+
+    fn erase(&self, erasure: &crate::Erasure, event: &mut Event) -> Result<u64> {
+        let (column, value) = match erasure {
+            crate::Erasure::Owner(o) => ("owner", o),
+            crate::Erasure::SourceIp(ip) => ("source_ip", ip),
+        };
+        self.write_log(|tx, frontier| {
+            let n =
+                tx.execute(&format!("DELETE FROM event_personal WHERE {column} = ?1"), [value]).map_err(classify)?;
+            append_in(tx, frontier, std::slice::from_mut(event))?;
+            Ok(n as u64)
         })
     }
 

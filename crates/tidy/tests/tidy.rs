@@ -1,6 +1,8 @@
 //! Conventions checked on every test run: every Rust module starts with a `//!` doc line, the
 //! pure crates do not depend on I/O or async crates, and only `proto` derives `Serialize`.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed read should fail the test loudly.
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

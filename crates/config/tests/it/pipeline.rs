@@ -19,6 +19,9 @@ fn defaults_with_nothing_given() {
         tokens.max_lifetime = "365d"
         tokens.max_rotation_grace = "1w"
         limits.max_body_bytes = 65536
+        ledger.durability = "durable"
+        ledger.checkpoint_interval = "1s"
+        ledger.queue_capacity = 10000
     "#]]
     .assert_eq(&run(None, &[], &[]));
 }
@@ -71,6 +74,9 @@ max_body_bytes = 0x10000_0
         tokens.max_lifetime = "52w"
         tokens.max_rotation_grace = "12h"
         limits.max_body_bytes = 1048576
+        ledger.durability = "durable"
+        ledger.checkpoint_interval = "1s"
+        ledger.queue_capacity = 10000
     "#]]
     .assert_eq(&run(Some(file), &[], &[]));
 }
@@ -92,6 +98,9 @@ log = { format = "json" }
         tokens.max_lifetime = "365d"
         tokens.max_rotation_grace = "1w"
         limits.max_body_bytes = 65536
+        ledger.durability = "durable"
+        ledger.checkpoint_interval = "1s"
+        ledger.queue_capacity = 10000
     "#]]
     .assert_eq(&run(Some(file), &[], &[]));
 }
@@ -122,6 +131,9 @@ max_lifetime = "30d"
         tokens.max_lifetime = "30d"
         tokens.max_rotation_grace = "1w"
         limits.max_body_bytes = 2048
+        ledger.durability = "durable"
+        ledger.checkpoint_interval = "1s"
+        ledger.queue_capacity = 10000
     "#]]
     .assert_eq(&run(Some(file), &env, &[]));
 }
@@ -151,6 +163,9 @@ level = "warn"
         tokens.max_lifetime = "365d"
         tokens.max_rotation_grace = "1w"
         limits.max_body_bytes = 65536
+        ledger.durability = "durable"
+        ledger.checkpoint_interval = "1s"
+        ledger.queue_capacity = 10000
     "#]]
     .assert_eq(&run(Some(file), &env, &flags));
 }
@@ -164,7 +179,7 @@ colour = "blue"
 "#;
     expect![[r#"
         tokentrail.toml:3:1: listne: unknown key (did you mean listen?)  [config_unknown_key]
-        tokentrail.toml:4:1: colour: unknown key; expected one of: data_dir, listen, node, log, tokens, limits  [config_unknown_key]
+        tokentrail.toml:4:1: colour: unknown key; expected one of: data_dir, listen, node, log, tokens, limits, ledger  [config_unknown_key]
     "#]]
     .assert_eq(&run(Some(file), &[], &[]));
 }
@@ -186,7 +201,7 @@ upstream = "http://localhost:3000"
         tokentrail.toml:3:1: tokens.prefx: unknown key (did you mean tokens.prefix?)  [config_unknown_key]
         tokentrail.toml:4:1: tokens.colour: unknown key; [tokens] has: prefix, default_lifetime, max_lifetime, max_rotation_grace  [config_unknown_key]
         tokentrail.toml:6:9: tokens.extra: unknown table; [tokens] has: prefix, default_lifetime, max_lifetime, max_rotation_grace  [config_unknown_key]
-        tokentrail.toml:9:2: gateway: unknown table; expected one of: data_dir, listen, node, log, tokens, limits  [config_unknown_key]
+        tokentrail.toml:9:2: gateway: unknown table; expected one of: data_dir, listen, node, log, tokens, limits, ledger  [config_unknown_key]
     "#]]
     .assert_eq(&run(Some(file), &[], &[]));
 }
@@ -205,7 +220,7 @@ fn unknown_tokentrail_env_var() {
         ("tokentrail_listen", "lowercase is not ours"),
     ];
     expect![[r#"
-        env TOKENTRAIL_GATEWAY_UPSTREAM: not a configuration variable; known: TOKENTRAIL_DATA_DIR, TOKENTRAIL_LISTEN, TOKENTRAIL_NODE, TOKENTRAIL_LOG_FORMAT, TOKENTRAIL_LOG_LEVEL, TOKENTRAIL_TOKENS_PREFIX, TOKENTRAIL_TOKENS_DEFAULT_LIFETIME, TOKENTRAIL_TOKENS_MAX_LIFETIME, TOKENTRAIL_TOKENS_MAX_ROTATION_GRACE, TOKENTRAIL_LIMITS_MAX_BODY_BYTES  [config_unknown_key]
+        env TOKENTRAIL_GATEWAY_UPSTREAM: not a configuration variable; known: TOKENTRAIL_DATA_DIR, TOKENTRAIL_LISTEN, TOKENTRAIL_NODE, TOKENTRAIL_LOG_FORMAT, TOKENTRAIL_LOG_LEVEL, TOKENTRAIL_TOKENS_PREFIX, TOKENTRAIL_TOKENS_DEFAULT_LIFETIME, TOKENTRAIL_TOKENS_MAX_LIFETIME, TOKENTRAIL_TOKENS_MAX_ROTATION_GRACE, TOKENTRAIL_LIMITS_MAX_BODY_BYTES, TOKENTRAIL_LEDGER_DURABILITY, TOKENTRAIL_LEDGER_CHECKPOINT_INTERVAL, TOKENTRAIL_LEDGER_QUEUE_CAPACITY  [config_unknown_key]
         env TOKENTRAIL_LISTN: not a configuration variable (did you mean TOKENTRAIL_LISTEN?)  [config_unknown_key]
     "#]]
     .assert_eq(&run(None, &env, &[]));
@@ -376,7 +391,7 @@ max_body_bytes = 99999999
     // Display is one line per error.
     let shown = errors.to_string().replace(&format!("{}/", dir.path().display()), "");
     expect![[r#"
-        tokentrail.toml:2:1: colour: unknown key; expected one of: data_dir, listen, node, log, tokens, limits
+        tokentrail.toml:2:1: colour: unknown key; expected one of: data_dir, listen, node, log, tokens, limits, ledger
         tokentrail.toml:5:16: tokens.max_lifetime: expected a duration such as "90d" (a string), found an integer
         tokentrail.toml:8:18: limits.max_body_bytes: 99999999 is out of range: expected between 1024 and 16777216 (16 MiB)
         env TOKENTRAIL_LISTEN: listen: "nowhere" is not an IP address and port: expected for example "127.0.0.1:8720" or "[::1]:8720" (host names are not resolved)
