@@ -71,14 +71,55 @@ fn fit(s: &str, width: usize) -> String {
     }
 }
 
-/// Renders `key  value` lines (for one record), wrapping nothing: values are shown whole.
+/// Renders `key  value` lines (for one record) within `WIDTH` columns: long values are wrapped
+/// at spaces (or anywhere, for long words) onto indented continuation lines, never cut.
 pub fn pairs(items: &[(&str, String)]) -> String {
+    const WIDTH: usize = 80;
     let w = items.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let room = WIDTH.saturating_sub(w + 2).max(20);
     let mut out = String::new();
     for (k, v) in items {
-        let _ = writeln!(out, "{k:<w$}  {v}");
+        let mut lines = wrap(v, room).into_iter();
+        let _ = writeln!(out, "{k:<w$}  {}", lines.next().unwrap_or_default());
+        for line in lines {
+            let _ = writeln!(out, "{:w$}  {line}", "");
+        }
     }
     out
+}
+
+/// Splits `s` into lines of at most `width` characters, at spaces where possible.
+fn wrap(s: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    for paragraph in s.split('\n') {
+        let mut line = String::new();
+        for word in paragraph.split(' ') {
+            let mut word: Vec<char> = word.chars().collect();
+            loop {
+                let used = line.chars().count();
+                let sep = usize::from(used > 0);
+                if used + sep + word.len() <= width {
+                    if sep == 1 {
+                        line.push(' ');
+                    }
+                    line.extend(word.iter());
+                    break;
+                }
+                if used > 0 {
+                    lines.push(std::mem::take(&mut line));
+                    continue;
+                }
+                let rest = word.split_off(width.min(word.len()));
+                lines.push(word.iter().collect());
+                word = rest;
+                if word.is_empty() {
+                    break;
+                }
+            }
+        }
+        lines.push(line);
+    }
+    lines
 }
 
 /// Renders rows as CSV (RFC 4180 quoting).
@@ -133,6 +174,19 @@ mod tests {
         assert!(t.contains('…'));
         assert!(t.starts_with("ID"));
         assert!(t.contains("0123456789abcdef"), "fixed columns keep their values whole");
+    }
+
+    #[test]
+    fn pairs_wrap_long_values_within_80_columns() {
+        let long = "word ".repeat(40) + &"x".repeat(130);
+        let out = pairs(&[("description", long.clone()), ("id", "abc".into())]);
+        for line in out.lines() {
+            assert!(line.chars().count() <= 80, "{line}");
+        }
+        let rejoined: String =
+            out.lines().take_while(|l| !l.starts_with("id")).map(|l| l[13..].to_owned()).collect::<Vec<_>>().join(" ");
+        assert_eq!(rejoined.replace(' ', ""), long.replace(' ', ""), "nothing is lost");
+        assert!(out.contains("\nid           abc\n"));
     }
 
     #[test]

@@ -357,7 +357,7 @@ impl Engine {
         e.source_ip = ctx.source_ip.map(|ip| ip.to_canonical().to_string());
         e.user_agent.clone_from(&ctx.user_agent);
         e.method.clone_from(&ctx.method);
-        e.path.clone_from(&ctx.path);
+        e.path = ctx.path.as_deref().map(|p| token::redact_path(p).into_owned());
         e.route.clone_from(&ctx.route);
         e.request_id.clone_from(&ctx.request_id);
     }

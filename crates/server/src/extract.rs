@@ -25,6 +25,14 @@ pub struct JsonBody<T>(pub T);
 pub struct OptionalJsonBody<T>(pub T);
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // serde accepts a struct written as a JSON array of its fields in order; every request body
+    // of this API is an object, so anything else is refused before it reaches serde.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(match serde_json::from_slice::<serde_json::Value>(bytes) {
+            Ok(_) => ApiError::bad_request("invalid body: the request body must be a JSON object"),
+            Err(e) => ApiError::bad_request(format!("malformed JSON: {e}")),
+        });
+    }
     serde_json::from_slice(bytes).map_err(|e| {
         let what = match e.classify() {
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "malformed JSON",

@@ -163,6 +163,18 @@ pub fn parse(s: &str) -> Result<ParsedToken<'_>, CredentialError> {
     Ok(ParsedToken { id, secret })
 }
 
+/// Replaces every `/`-separated segment of `path` that is a token (or a token with a wrong
+/// checksum, such as a pasted token with a typo) by `<redacted>`, so that a token sent in place
+/// of an id never reaches the audit log.
+pub fn redact_path(path: &str) -> std::borrow::Cow<'_, str> {
+    let is_token = |seg: &str| matches!(parse(seg), Ok(_) | Err(CredentialError::BadChecksum));
+    if !path.split('/').any(is_token) {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let parts: Vec<&str> = path.split('/').map(|seg| if is_token(seg) { "<redacted>" } else { seg }).collect();
+    std::borrow::Cow::Owned(parts.join("/"))
+}
+
 /// The regular expression documented for secret scanners (default prefix).
 pub const SCANNER_REGEX: &str = r"\bttk_[0-9A-Za-z]{16}_[0-9A-Za-z]{38}\b";
 
@@ -242,6 +254,16 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(parse(&input).map(|_| ()), want, "{input:?}");
         }
+    }
+
+    #[test]
+    fn token_shaped_path_segments_are_redacted() {
+        let t = TokenString::generate(&Prefix::default(), &mut counter_rng(9));
+        let typo = format!("{}0", &t.expose()[..t.expose().len() - 1]);
+        assert_eq!(redact_path(&format!("/v1/tokens/{}", t.expose())), "/v1/tokens/<redacted>");
+        assert_eq!(redact_path(&format!("/a/{typo}/b")), "/a/<redacted>/b");
+        assert_eq!(redact_path("/v1/tokens/abc"), "/v1/tokens/abc");
+        assert!(matches!(redact_path("/v1/orders/42"), std::borrow::Cow::Borrowed(_)));
     }
 
     #[test]

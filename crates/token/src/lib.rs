@@ -14,7 +14,7 @@ pub mod secret;
 
 pub use decide::{Attempt, Constraint, Decision, Explanation, Reason, decide};
 pub use duration::{DurationError, RateLimit, format_duration, parse_duration};
-pub use format::{CredentialError, ParsedToken, Prefix, TokenString, parse};
+pub use format::{CredentialError, ParsedToken, Prefix, TokenString, parse, redact_path};
 pub use record::{CidrError, TokenRecord, TokenState, cidr_contains, parse_cidr};
 pub use scope::{Action, Scope, ScopeError, covers};
 pub use secret::{Pepper, SecretHash};
