@@ -55,6 +55,9 @@ enum Command {
     /// Check configuration files.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Tools for tests and benchmarks (not a stable interface).
+    #[command(subcommand, hide = true)]
+    Debug(DebugCmd),
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -309,6 +312,20 @@ struct QueryArgs {
 }
 
 #[derive(Subcommand)]
+enum DebugCmd {
+    /// Append events from concurrent writers until killed, printing `ack <seq> <event id>` once
+    /// each is durable and `checkpoint <size>` after each signed checkpoint (for crash tests).
+    AppendLoad {
+        /// The data directory.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// Concurrent writers.
+        #[arg(long, default_value_t = 4)]
+        writers: usize,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConfigCmd {
     /// Check a configuration file; every problem is listed.
     Check {
@@ -351,6 +368,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Err(errors) => Err(anyhow!("{} is not a valid configuration:\n{errors}", file.display())),
         },
         Command::Token(cmd) => client_command(&cli.global, |client, format| Box::pin(token(client, format, cmd))),
+        Command::Debug(DebugCmd::AppendLoad { data_dir, writers }) => append_load(&data_dir, writers),
         Command::Audit(AuditCmd::Verify(args)) => verify(args),
         Command::Audit(AuditCmd::Key { data_dir: Some(dir) }) => {
             let signer = read_signer(&dir)?;
@@ -564,6 +582,51 @@ fn event_rows(events: &[EventView]) -> Vec<Vec<String>> {
             ]
         })
         .collect()
+}
+
+fn append_load(dir: &Path, writers: usize) -> anyhow::Result<()> {
+    use std::sync::{Arc, Mutex};
+    let (engine, _) = engine::Engine::open(dir, engine::Settings::default(), Arc::new(engine::SystemClock))
+        .map_err(|e| anyhow!("{e}"))?;
+    let engine = Arc::new(engine);
+    let out = Arc::new(Mutex::new(std::io::stdout()));
+    let say = |out: &Mutex<std::io::Stdout>, line: String| {
+        let mut o = out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = writeln!(o, "{line}");
+        let _ = o.flush();
+    };
+    let threads: Vec<_> = (0..writers)
+        .map(|w| {
+            let (engine, out) = (engine.clone(), out.clone());
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                for i in 0u64.. {
+                    let mut e = ledger::event::Event::new(
+                        engine::random_id("ev_", 20).map_err(|e| anyhow!("{e}"))?,
+                        engine.now(),
+                        ledger::event::Kind::Access,
+                        "gateway",
+                        token::Reason::Ok,
+                    );
+                    e.owner = Some(format!("writer-{w}"));
+                    e.source_ip = Some(format!("10.0.{w}.{}", i % 250));
+                    e.path = Some(format!("/v1/orders/{i}"));
+                    let id = e.id.clone();
+                    let seq = engine.record_blocking(e).map_err(|e| anyhow!("{e}"))?;
+                    say(&out, format!("ack {} {id}", seq.unwrap_or(u64::MAX)));
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        if let Some(cp) = engine.checkpoint().map_err(|e| anyhow!("{e}"))? {
+            say(&out, format!("checkpoint {}", cp.size));
+        }
+        if threads.iter().any(std::thread::JoinHandle::is_finished) {
+            return Err(anyhow!("a writer stopped"));
+        }
+    }
 }
 
 fn read_signer(dir: &Path) -> anyhow::Result<ledger::note::Signer> {

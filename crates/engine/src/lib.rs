@@ -417,11 +417,12 @@ impl Engine {
         Ok(id)
     }
 
-    /// Appends an event through the group-commit writer; returns once it is recorded (durable
-    /// mode: committed; buffered mode: queued). Blocking: call from a blocking thread.
-    pub fn record_blocking(&self, event: Event) -> Result<()> {
-        self.recorder.submit_blocking(vec![event])?.wait_blocking()?;
-        Ok(())
+    /// Appends an event through the group-commit writer; returns once it is recorded, with its
+    /// position in durable mode (`None` in buffered mode, where it is only queued). Blocking:
+    /// call from a blocking thread.
+    pub fn record_blocking(&self, event: Event) -> Result<Option<u64>> {
+        let seqs = self.recorder.submit_blocking(vec![event])?.wait_blocking()?;
+        Ok(seqs.and_then(|s| s.first().copied()))
     }
 
     /// Appends events through the group-commit writer (async); resolves to their positions in
