@@ -20,5 +20,6 @@ mod value;
 pub use error::{ConfigError, ConfigErrors, ErrorKind, Origin};
 pub use load::{CLIENT_ENV_VARS, ENV_PREFIX, check_file, env_var, flag_name, key_paths, load};
 pub use schema::{
-    Config, Defaults, Durability, FALLBACK_NODE, LedgerConfig, LimitsConfig, LogConfig, LogFormat, TokenConfig,
+    Config, Defaults, Durability, FALLBACK_NODE, GatewayConfig, LedgerConfig, LimitsConfig, LogConfig, LogFormat,
+    TokenConfig,
 };

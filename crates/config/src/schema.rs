@@ -43,6 +43,34 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[ledger]`: the audit ledger.
     pub ledger: LedgerConfig,
+    /// `policy`: the route policy file (TOML, docs/policy.md). Default: none, so every request
+    /// through the gateway, `/v1/verify` with a method and path, or `/v1/authz` is denied
+    /// `route_not_found`.
+    pub policy: Option<PathBuf>,
+    /// `[gateway]`: the reverse proxy in front of an API.
+    pub gateway: GatewayConfig,
+}
+
+/// The `[gateway]` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayConfig {
+    /// `gateway.upstream`: the API behind the gateway, `http://host:port` (a path prefix is
+    /// allowed). Default: none, and then the gateway does not start.
+    pub upstream: Option<String>,
+    /// `gateway.listen`: the gateway's address. Default `127.0.0.1:8721`.
+    pub listen: SocketAddr,
+    /// `gateway.credential_header`: a header that may carry the token instead of
+    /// `Authorization: Bearer`, such as `X-API-Key`. Default: none.
+    pub credential_header: Option<String>,
+    /// `gateway.trusted_proxies`: peers whose `X-Forwarded-For` / `X-Real-IP` is believed.
+    /// Default: none (the socket's address is the client's).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `gateway.audit_timeout`: how long a request waits for its audit event to be recorded before
+    /// the route's `on_audit_failure` applies. Default `2s`.
+    pub audit_timeout: Duration,
+    /// `gateway.failed_attempts`: failed authentication attempts allowed per source address
+    /// (IPv6: per /64) before it is answered `rate_limited`. Default `60/min`.
+    pub failed_attempts: token::RateLimit,
 }
 
 /// The `[ledger]` section.
@@ -168,6 +196,15 @@ impl Config {
                 checkpoint_interval: Duration::from_secs(1),
                 queue_capacity: 10_000,
             },
+            policy: None,
+            gateway: GatewayConfig {
+                upstream: None,
+                listen: SocketAddr::from(([127, 0, 0, 1], 8721)),
+                credential_header: None,
+                trusted_proxies: Vec::new(),
+                audit_timeout: Duration::from_secs(2),
+                failed_attempts: token::RateLimit { count: 60, per: Duration::from_secs(60) },
+            },
         }
     }
 
@@ -236,6 +273,13 @@ keys! {
     "ledger.durability" => ledger.durability;
     "ledger.checkpoint_interval" => ledger.checkpoint_interval;
     "ledger.queue_capacity" => ledger.queue_capacity, check = check_queue_capacity;
+    "policy" => policy;
+    "gateway.upstream" => gateway.upstream, check = check_upstream;
+    "gateway.listen" => gateway.listen;
+    "gateway.credential_header" => gateway.credential_header, check = check_header;
+    "gateway.trusted_proxies" => gateway.trusted_proxies;
+    "gateway.audit_timeout" => gateway.audit_timeout;
+    "gateway.failed_attempts" => gateway.failed_attempts;
 }
 
 fn check_node(node: &str) -> Result<(), String> {
@@ -257,6 +301,28 @@ fn check_log_level(level: &str) -> Result<(), String> {
 
 const MIN_BODY_BYTES: u64 = 1024;
 const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+
+fn check_upstream(u: &Option<String>) -> Result<(), String> {
+    let Some(u) = u else { return Ok(()) };
+    let rest = u
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{u:?} must start with http:// (TLS to the upstream is not supported yet)"))?;
+    let authority = rest.split('/').next().unwrap_or("");
+    if authority.is_empty() || authority.contains(['@', '?', '#', ' ']) {
+        return Err(format!("{u:?} is not an upstream URL such as http://127.0.0.1:8080"));
+    }
+    Ok(())
+}
+
+fn check_header(h: &Option<String>) -> Result<(), String> {
+    let Some(h) = h else { return Ok(()) };
+    let valid = !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let reserved = h.eq_ignore_ascii_case("authorization");
+    if !valid || reserved {
+        return Err(format!("{h:?} is not a header name such as X-API-Key (Authorization is always read)"));
+    }
+    Ok(())
+}
 
 fn check_queue_capacity(n: &u64) -> Result<(), String> {
     if (1..=1_000_000).contains(n) { Ok(()) } else { Err(format!("{n} is out of range: between 1 and 1000000")) }

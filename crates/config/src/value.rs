@@ -168,6 +168,72 @@ impl Value for crate::schema::Durability {
     }
 }
 
+impl Value for Option<PathBuf> {
+    const EXPECTED: &'static str = "a file path (empty for none)";
+
+    fn from_text(s: &str) -> Result<Self, String> {
+        Ok(if s.is_empty() { None } else { Some(PathBuf::from(s)) })
+    }
+
+    fn to_toml(&self) -> String {
+        toml_string(&self.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default())
+    }
+}
+
+impl Value for Option<String> {
+    const EXPECTED: &'static str = "a string (empty for none)";
+
+    fn from_text(s: &str) -> Result<Self, String> {
+        Ok(if s.is_empty() { None } else { Some(s.to_owned()) })
+    }
+
+    fn to_toml(&self) -> String {
+        toml_string(self.as_deref().unwrap_or_default())
+    }
+}
+
+impl Value for token::RateLimit {
+    const EXPECTED: &'static str = "a rate such as \"60/min\"";
+
+    fn from_text(s: &str) -> Result<Self, String> {
+        token::RateLimit::parse(s).map_err(|e| e.to_string())
+    }
+
+    fn to_toml(&self) -> String {
+        toml_string(&self.to_string())
+    }
+}
+
+impl Value for Vec<ipnet::IpNet> {
+    const EXPECTED: &'static str = "a list of networks such as [\"10.0.0.0/8\"]";
+
+    /// Text (environment, flags) is comma-separated: `10.0.0.0/8,::1`.
+    fn from_text(s: &str) -> Result<Self, String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| token::parse_cidr(p).map_err(|e| e.to_string()))
+            .collect()
+    }
+
+    fn from_toml(v: &DeValue<'_>) -> Result<Self, Problem> {
+        match v {
+            DeValue::Array(items) => items
+                .iter()
+                .map(|item| match item.get_ref() {
+                    DeValue::String(s) => token::parse_cidr(s).map_err(|e| (ErrorKind::InvalidValue, e.to_string())),
+                    other => Err(wrong_type::<Self>(other)),
+                })
+                .collect(),
+            other => Err(wrong_type::<Self>(other)),
+        }
+    }
+
+    fn to_toml(&self) -> String {
+        format!("[{}]", self.iter().map(|n| toml_string(&n.to_string())).collect::<Vec<_>>().join(", "))
+    }
+}
+
 impl Value for u64 {
     const EXPECTED: &'static str = "a whole number (an integer)";
 

@@ -16,8 +16,10 @@ use ledger::event::{Event, Kind};
 use store::{EventQuery, SqliteStore, Store, StoreError};
 use token::{Attempt, Constraint, Decision, Pepper, Prefix, Reason, Scope, TokenRecord, TokenString};
 
+pub mod access;
 mod audit;
 pub mod datadir;
+pub mod limits;
 pub mod recorder;
 mod tokens;
 pub mod verify;
@@ -81,6 +83,8 @@ pub struct Settings {
     pub durability: recorder::Durability,
     /// Events that may wait for the ledger writer.
     pub queue_capacity: usize,
+    /// Failed authentication attempts allowed per source address (IPv6: per /64).
+    pub failed_attempts: limits::Budget,
 }
 
 impl Default for Settings {
@@ -93,6 +97,7 @@ impl Default for Settings {
             node: "local".to_owned(),
             durability: recorder::Durability::Durable,
             queue_capacity: 10_000,
+            failed_attempts: limits::Budget { count: 60, per: Duration::from_secs(60) },
         }
     }
 }
@@ -203,6 +208,7 @@ pub struct Engine {
     pepper: Pepper,
     signer: ledger::note::Signer,
     recorder: recorder::Recorder,
+    access: access::AccessState,
     settings: Settings,
     clock: Arc<dyn Clock>,
     pending_last_used: Mutex<HashMap<String, Timestamp>>,
@@ -249,6 +255,7 @@ impl Engine {
             pepper,
             signer,
             recorder,
+            access: access::AccessState::new(policy::Policy::default(), settings.failed_attempts),
             settings,
             clock,
             pending_last_used: Mutex::new(HashMap::new()),
@@ -272,6 +279,7 @@ impl Engine {
             pepper,
             signer,
             recorder,
+            access: access::AccessState::new(policy::Policy::default(), settings.failed_attempts),
             settings,
             clock,
             pending_last_used: Mutex::new(HashMap::new()),

@@ -339,6 +339,7 @@ impl Engine {
         event.details = describe(&record);
         event.explanation = Some(format!("created token {} ({}) for {}", record.id, record.name, record.owner));
         self.store.insert_token(&record, &mut event)?;
+        self.access.invalidate(&record.id);
         Ok((record, token, event))
     }
 
@@ -440,6 +441,7 @@ impl Engine {
             Some(format!("updated token {id}: {}", changes.keys().cloned().collect::<Vec<_>>().join(", ")));
         event.details = changes;
         self.store.update_token(&t, old.revision, &mut event)?;
+        self.access.invalidate(id);
         Ok(t)
     }
 
@@ -472,6 +474,7 @@ impl Engine {
         event.details = BTreeMap::from([("revoke_reason".to_owned(), reason.to_owned())]);
         event.explanation = Some(format!("revoked token {id}: {reason}"));
         self.store.update_token(&t, old.revision, &mut event)?;
+        self.access.invalidate(id);
         Ok(t)
     }
 
@@ -512,6 +515,7 @@ impl Engine {
         event.details = BTreeMap::from([("grace".to_owned(), grace_text.clone())]);
         event.explanation = Some(format!("rotated token {id}; the old secret's grace period: {grace_text}"));
         self.store.update_token(&t, old.revision, &mut event)?;
+        self.access.invalidate(id);
         Ok((t, token))
     }
 

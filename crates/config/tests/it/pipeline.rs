@@ -22,6 +22,13 @@ fn defaults_with_nothing_given() {
         ledger.durability = "durable"
         ledger.checkpoint_interval = "1s"
         ledger.queue_capacity = 10000
+        policy = ""
+        gateway.upstream = ""
+        gateway.listen = "127.0.0.1:8721"
+        gateway.credential_header = ""
+        gateway.trusted_proxies = []
+        gateway.audit_timeout = "2s"
+        gateway.failed_attempts = "60/min"
     "#]]
     .assert_eq(&run(None, &[], &[]));
 }
@@ -77,6 +84,13 @@ max_body_bytes = 0x10000_0
         ledger.durability = "durable"
         ledger.checkpoint_interval = "1s"
         ledger.queue_capacity = 10000
+        policy = ""
+        gateway.upstream = ""
+        gateway.listen = "127.0.0.1:8721"
+        gateway.credential_header = ""
+        gateway.trusted_proxies = []
+        gateway.audit_timeout = "2s"
+        gateway.failed_attempts = "60/min"
     "#]]
     .assert_eq(&run(Some(file), &[], &[]));
 }
@@ -101,6 +115,13 @@ log = { format = "json" }
         ledger.durability = "durable"
         ledger.checkpoint_interval = "1s"
         ledger.queue_capacity = 10000
+        policy = ""
+        gateway.upstream = ""
+        gateway.listen = "127.0.0.1:8721"
+        gateway.credential_header = ""
+        gateway.trusted_proxies = []
+        gateway.audit_timeout = "2s"
+        gateway.failed_attempts = "60/min"
     "#]]
     .assert_eq(&run(Some(file), &[], &[]));
 }
@@ -134,6 +155,13 @@ max_lifetime = "30d"
         ledger.durability = "durable"
         ledger.checkpoint_interval = "1s"
         ledger.queue_capacity = 10000
+        policy = ""
+        gateway.upstream = ""
+        gateway.listen = "127.0.0.1:8721"
+        gateway.credential_header = ""
+        gateway.trusted_proxies = []
+        gateway.audit_timeout = "2s"
+        gateway.failed_attempts = "60/min"
     "#]]
     .assert_eq(&run(Some(file), &env, &[]));
 }
@@ -166,6 +194,13 @@ level = "warn"
         ledger.durability = "durable"
         ledger.checkpoint_interval = "1s"
         ledger.queue_capacity = 10000
+        policy = ""
+        gateway.upstream = ""
+        gateway.listen = "127.0.0.1:8721"
+        gateway.credential_header = ""
+        gateway.trusted_proxies = []
+        gateway.audit_timeout = "2s"
+        gateway.failed_attempts = "60/min"
     "#]]
     .assert_eq(&run(Some(file), &env, &flags));
 }
@@ -179,7 +214,7 @@ colour = "blue"
 "#;
     expect![[r#"
         tokentrail.toml:3:1: listne: unknown key (did you mean listen?)  [config_unknown_key]
-        tokentrail.toml:4:1: colour: unknown key; expected one of: data_dir, listen, node, log, tokens, limits, ledger  [config_unknown_key]
+        tokentrail.toml:4:1: colour: unknown key; expected one of: data_dir, listen, node, log, tokens, limits, ledger, policy, gateway  [config_unknown_key]
     "#]]
     .assert_eq(&run(Some(file), &[], &[]));
 }
@@ -201,7 +236,6 @@ upstream = "http://localhost:3000"
         tokentrail.toml:3:1: tokens.prefx: unknown key (did you mean tokens.prefix?)  [config_unknown_key]
         tokentrail.toml:4:1: tokens.colour: unknown key; [tokens] has: prefix, default_lifetime, max_lifetime, max_rotation_grace  [config_unknown_key]
         tokentrail.toml:6:9: tokens.extra: unknown table; [tokens] has: prefix, default_lifetime, max_lifetime, max_rotation_grace  [config_unknown_key]
-        tokentrail.toml:9:2: gateway: unknown table; expected one of: data_dir, listen, node, log, tokens, limits, ledger  [config_unknown_key]
     "#]]
     .assert_eq(&run(Some(file), &[], &[]));
 }
@@ -210,7 +244,7 @@ upstream = "http://localhost:3000"
 fn unknown_tokentrail_env_var() {
     let env = [
         ("TOKENTRAIL_LISTN", "127.0.0.1:1"),
-        ("TOKENTRAIL_GATEWAY_UPSTREAM", "http://x"),
+        ("TOKENTRAIL_FROBNICATE", "http://x"),
         // The client's variables and other programs' variables are not configuration.
         ("TOKENTRAIL_ADDR", "http://127.0.0.1:8720"),
         ("TOKENTRAIL_TOKEN", "ttk_x"),
@@ -220,7 +254,7 @@ fn unknown_tokentrail_env_var() {
         ("tokentrail_listen", "lowercase is not ours"),
     ];
     expect![[r#"
-        env TOKENTRAIL_GATEWAY_UPSTREAM: not a configuration variable; known: TOKENTRAIL_DATA_DIR, TOKENTRAIL_LISTEN, TOKENTRAIL_NODE, TOKENTRAIL_LOG_FORMAT, TOKENTRAIL_LOG_LEVEL, TOKENTRAIL_TOKENS_PREFIX, TOKENTRAIL_TOKENS_DEFAULT_LIFETIME, TOKENTRAIL_TOKENS_MAX_LIFETIME, TOKENTRAIL_TOKENS_MAX_ROTATION_GRACE, TOKENTRAIL_LIMITS_MAX_BODY_BYTES, TOKENTRAIL_LEDGER_DURABILITY, TOKENTRAIL_LEDGER_CHECKPOINT_INTERVAL, TOKENTRAIL_LEDGER_QUEUE_CAPACITY  [config_unknown_key]
+        env TOKENTRAIL_FROBNICATE: not a configuration variable; known: TOKENTRAIL_DATA_DIR, TOKENTRAIL_LISTEN, TOKENTRAIL_NODE, TOKENTRAIL_LOG_FORMAT, TOKENTRAIL_LOG_LEVEL, TOKENTRAIL_TOKENS_PREFIX, TOKENTRAIL_TOKENS_DEFAULT_LIFETIME, TOKENTRAIL_TOKENS_MAX_LIFETIME, TOKENTRAIL_TOKENS_MAX_ROTATION_GRACE, TOKENTRAIL_LIMITS_MAX_BODY_BYTES, TOKENTRAIL_LEDGER_DURABILITY, TOKENTRAIL_LEDGER_CHECKPOINT_INTERVAL, TOKENTRAIL_LEDGER_QUEUE_CAPACITY, TOKENTRAIL_POLICY, TOKENTRAIL_GATEWAY_UPSTREAM, TOKENTRAIL_GATEWAY_LISTEN, TOKENTRAIL_GATEWAY_CREDENTIAL_HEADER, TOKENTRAIL_GATEWAY_TRUSTED_PROXIES, TOKENTRAIL_GATEWAY_AUDIT_TIMEOUT, TOKENTRAIL_GATEWAY_FAILED_ATTEMPTS  [config_unknown_key]
         env TOKENTRAIL_LISTN: not a configuration variable (did you mean TOKENTRAIL_LISTEN?)  [config_unknown_key]
     "#]]
     .assert_eq(&run(None, &env, &[]));
@@ -391,7 +425,7 @@ max_body_bytes = 99999999
     // Display is one line per error.
     let shown = errors.to_string().replace(&format!("{}/", dir.path().display()), "");
     expect![[r#"
-        tokentrail.toml:2:1: colour: unknown key; expected one of: data_dir, listen, node, log, tokens, limits, ledger
+        tokentrail.toml:2:1: colour: unknown key; expected one of: data_dir, listen, node, log, tokens, limits, ledger, policy, gateway
         tokentrail.toml:5:16: tokens.max_lifetime: expected a duration such as "90d" (a string), found an integer
         tokentrail.toml:8:18: limits.max_body_bytes: 99999999 is out of range: expected between 1024 and 16777216 (16 MiB)
         env TOKENTRAIL_LISTEN: listen: "nowhere" is not an IP address and port: expected for example "127.0.0.1:8720" or "[::1]:8720" (host names are not resolved)
