@@ -85,6 +85,18 @@ struct ServeArgs {
     /// Node name recorded in events [default: the host name].
     #[arg(long, value_name = "NAME")]
     node: Option<String>,
+    /// Route policy file (docs/policy.md).
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// The API to put the gateway in front of (http://host:port); starts the gateway.
+    #[arg(long, alias = "gateway-upstream", value_name = "URL")]
+    upstream: Option<String>,
+    /// The gateway's listen address [default: 127.0.0.1:8721].
+    #[arg(long, value_name = "ADDR")]
+    gateway_listen: Option<String>,
+    /// Testing: make every store write fail while this file exists.
+    #[arg(long, hide = true, value_name = "FILE")]
+    debug_fail_writes_while: Option<PathBuf>,
 }
 
 fn label(s: &str) -> Result<(String, String), String> {
@@ -816,12 +828,21 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(n) = args.node {
         flags.push(("node", n));
     }
+    if let Some(p) = args.policy {
+        flags.push(("policy", p.to_string_lossy().into_owned()));
+    }
+    if let Some(u) = args.upstream {
+        flags.push(("gateway.upstream", u));
+    }
+    if let Some(l) = args.gateway_listen {
+        flags.push(("gateway.listen", l));
+    }
     let config = config::load(args.config.as_deref(), &env, &flags, config::Defaults { hostname: hostname() })
         .map_err(|errors| anyhow!("invalid configuration:\n{errors}"))?;
     server::init_logging(config.log.format, &config.log.level)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     rt.block_on(async move {
-        let mut running = server::start(&config).await?;
+        let mut running = server::start_with(&config, args.debug_fail_writes_while).await?;
         tokio::select! {
             () = server::shutdown_signal() => running.stop().await,
             r = running.wait() => r,

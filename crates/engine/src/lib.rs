@@ -85,6 +85,8 @@ pub struct Settings {
     pub queue_capacity: usize,
     /// Failed authentication attempts allowed per source address (IPv6: per /64).
     pub failed_attempts: limits::Budget,
+    /// Testing only: while this file exists, every store write fails (an injected I/O failure).
+    pub fail_writes_while: Option<std::path::PathBuf>,
 }
 
 impl Default for Settings {
@@ -98,6 +100,7 @@ impl Default for Settings {
             durability: recorder::Durability::Durable,
             queue_capacity: 10_000,
             failed_attempts: limits::Budget { count: 60, per: Duration::from_secs(60) },
+            fail_writes_while: None,
         }
     }
 }
@@ -248,7 +251,11 @@ impl Engine {
         if failed {
             return Err(EngineError::Internal("the OS random number generator failed".to_owned()));
         }
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data.database())?);
+        let sqlite = SqliteStore::open(&data.database())?;
+        let store: Arc<dyn Store> = match &settings.fail_writes_while {
+            Some(trigger) => Arc::new(store::fault::FaultInjected::new(sqlite, trigger.clone())),
+            None => Arc::new(sqlite),
+        };
         let recorder = recorder::Recorder::start(store.clone(), settings.durability, settings.queue_capacity);
         let engine = Engine {
             store,

@@ -250,6 +250,47 @@ pub struct EventView {
     pub erased: bool,
 }
 
+/// `POST /v1/verify`: is this token good for this request (method and path) or this scope?
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// The token the end client presented.
+    pub token: String,
+    /// The request's method (with `path`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// The request's path (with `method`); the route policy says what it needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Instead of `method` and `path`: the scope the caller needs (`orders:write`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The end client's address, for networks constraints and the audit event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<String>,
+}
+
+/// The answer of `POST /v1/verify`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct VerifyResponse {
+    /// Whether the request may proceed.
+    pub valid: bool,
+    /// `allow` or `deny`.
+    pub decision: String,
+    /// The reason code.
+    pub reason: String,
+    /// The token's id, when the token was resolved.
+    pub token_id: Option<String>,
+    /// The token's owner, when resolved.
+    pub owner: Option<String>,
+    /// The token's scopes, when resolved.
+    pub scopes: Vec<String>,
+    /// Why, in one sentence, with the scope required and the constraint that failed.
+    pub explanation: String,
+    /// The audit event recording this decision.
+    pub event_id: String,
+}
+
 /// `GET /v1/audit/events/{id}/leaf`: the event's canonical leaf bytes.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct LeafView {

@@ -20,7 +20,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub mod auditor;
 pub mod extract;
+pub mod gateway;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
@@ -37,6 +39,12 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// Request metrics.
     pub metrics: Arc<metrics::Metrics>,
+    /// Records access decisions (ledger, else spool).
+    pub auditor: Arc<auditor::Auditor>,
+    /// Where client addresses come from (trusted proxies).
+    pub addresses: gateway::ClientAddress,
+    /// The extra credential header, if configured.
+    pub credential_header: Option<axum::http::HeaderName>,
 }
 
 /// Runs a blocking engine call off the async threads and maps its error to a problem.
@@ -110,7 +118,7 @@ async fn method_not_allowed(req: Request, next: Next) -> Response {
 
 /// The admin API router.
 pub fn app(state: AppState, max_body_bytes: usize) -> Router {
-    use routes::{audit, health, ledger, tokens};
+    use routes::{access, audit, health, ledger, tokens};
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -128,6 +136,9 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/audit/checkpoint", get(ledger::checkpoint).post(ledger::sign_checkpoint))
         .route("/v1/audit/key", get(ledger::key))
         .route("/v1/audit/erase", post(ledger::erase))
+        .route("/v1/verify", post(access::verify))
+        .route("/v1/authz", axum::routing::any(access::authz))
+        .route("/v1/authz/{*rest}", axum::routing::any(access::authz))
         .fallback(not_found)
         .layer(middleware::from_fn(method_not_allowed))
         .route_layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -156,6 +167,8 @@ pub fn init_logging(format: config::LogFormat, level: &str) -> anyhow::Result<()
 pub struct Running {
     /// The admin API's address (useful with port 0).
     pub addr: SocketAddr,
+    /// The gateway's address, when it runs.
+    pub gateway_addr: Option<SocketAddr>,
     /// The engine, for in-process tests.
     pub engine: Arc<Engine>,
     shutdown: watch::Sender<bool>,
@@ -184,6 +197,11 @@ pub fn settings(config: &config::Config) -> Settings {
         max_lifetime: config.tokens.max_lifetime,
         max_rotation_grace: config.tokens.max_rotation_grace,
         node: config.node.clone(),
+        failed_attempts: engine::limits::Budget {
+            count: config.gateway.failed_attempts.count,
+            per: config.gateway.failed_attempts.per,
+        },
+        fail_writes_while: None,
         durability: match config.ledger.durability {
             config::Durability::Durable => engine::recorder::Durability::Durable,
             config::Durability::Buffered => engine::recorder::Durability::Buffered,
@@ -192,15 +210,80 @@ pub fn settings(config: &config::Config) -> Settings {
     }
 }
 
-/// Opens the data directory and starts serving the admin API.
+/// Loads the route policy file, listing every problem.
+fn load_policy(path: &std::path::Path) -> anyhow::Result<policy::Policy> {
+    policy::Policy::load(path).map_err(|errors| anyhow::anyhow!("invalid route policy {}:\n{errors}", path.display()))
+}
+
+/// Reloads the policy on SIGHUP and when the file changes (checked every two seconds). An invalid
+/// file is logged with every problem and the policy in force stays.
+fn watch_policy(engine: Arc<Engine>, path: std::path::PathBuf, mut stop: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let mut seen = modified(&path);
+        #[cfg(unix)]
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            #[cfg(unix)]
+            let hangup = async {
+                match hup.as_mut() {
+                    Some(h) => {
+                        h.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let hangup = std::future::pending::<()>();
+            let forced = tokio::select! {
+                () = hangup => true,
+                _ = tick.tick() => false,
+                _ = stop.changed() => return,
+            };
+            let now = modified(&path);
+            if !forced && now == seen {
+                continue;
+            }
+            seen = now;
+            match load_policy(&path) {
+                Ok(p) => {
+                    let routes = p.routes().len();
+                    engine.set_policy(p);
+                    tracing::info!(path = %path.display(), routes, "route policy reloaded");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the new route policy is invalid; the previous one stays in force")
+                }
+            }
+        }
+    });
+}
+
+/// Opens the data directory and starts serving the admin API (and the gateway when an upstream
+/// is configured).
 pub async fn start(config: &config::Config) -> anyhow::Result<Running> {
+    start_with(config, None).await
+}
+
+/// [`start`], with testing hooks: `fail_writes_while` makes every store write fail while that
+/// file exists (an injected I/O failure).
+pub async fn start_with(
+    config: &config::Config,
+    fail_writes_while: Option<std::path::PathBuf>,
+) -> anyhow::Result<Running> {
     let data_dir = config.data_dir.clone();
-    let settings = settings(config);
+    let mut settings = settings(config);
+    settings.fail_writes_while = fail_writes_while;
+    let policy = config.policy.as_deref().map(load_policy).transpose()?;
     let (engine, report) =
         tokio::task::spawn_blocking(move || Engine::open(&data_dir, settings, Arc::new(SystemClock)))
             .await
             .context("opening the data directory")?
             .with_context(|| format!("cannot open the data directory {}", config.data_dir.display()))?;
+    if let Some(p) = policy {
+        engine.set_policy(p);
+    }
     let engine = Arc::new(engine);
     if report.created_admin_token {
         tracing::info!(
@@ -212,10 +295,57 @@ pub async fn start(config: &config::Config) -> anyhow::Result<Running> {
         TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), store = engine.store().backend(), "tokentrail admin API listening");
-    let state = AppState { engine: engine.clone(), metrics: Arc::new(metrics::Metrics::default()) };
+    let auditor = auditor::Auditor::new(engine.clone(), &config.data_dir, config.gateway.audit_timeout);
+    let addresses = gateway::ClientAddress { trusted_proxies: config.gateway.trusted_proxies.clone() };
+    let credential_header =
+        config.gateway.credential_header.as_deref().map(axum::http::HeaderName::try_from).transpose()?;
+    let state = AppState {
+        engine: engine.clone(),
+        metrics: Arc::new(metrics::Metrics::default()),
+        auditor: auditor.clone(),
+        addresses: addresses.clone(),
+        credential_header,
+    };
     let max_body = usize::try_from(config.limits.max_body_bytes).unwrap_or(usize::MAX);
     let router = app(state, max_body);
     let (tx, mut rx) = watch::channel(false);
+    if let Some(path) = &config.policy {
+        watch_policy(engine.clone(), path.clone(), rx.clone());
+    }
+    let gateway_task = match &config.gateway.upstream {
+        Some(upstream) => {
+            let gw = Arc::new(gateway::Gateway::new(
+                engine.clone(),
+                auditor.clone(),
+                upstream,
+                config.gateway.credential_header.as_deref(),
+                config.gateway.trusted_proxies.clone(),
+            )?);
+            let listener = TcpListener::bind(config.gateway.listen)
+                .await
+                .with_context(|| format!("cannot listen on {} (gateway)", config.gateway.listen))?;
+            let gw_addr = listener.local_addr()?;
+            tracing::info!(addr = %gw_addr, %upstream, "tokentrail gateway listening");
+            Some((gw_addr, tokio::spawn(gateway::serve(gw, listener, rx.clone()))))
+        }
+        None => None,
+    };
+    let gateway_addr = gateway_task.as_ref().map(|(a, _)| *a);
+    let replay_auditor = auditor.clone();
+    let mut replay_rx = rx.clone();
+    let replayer = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = replay_rx.changed() => break,
+            }
+            let a = replay_auditor.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || a.replay()).await {
+                tracing::debug!(error = %e, "the spool could not be replayed yet");
+            }
+        }
+    });
     let flusher_engine = engine.clone();
     let mut flush_rx = rx.clone();
     let flusher = tokio::spawn(async move {
@@ -255,8 +385,12 @@ pub async fn start(config: &config::Config) -> anyhow::Result<Running> {
                 let _ = rx.wait_for(|stop| *stop).await;
             })
             .await;
+        if let Some((_, g)) = gateway_task {
+            let _ = g.await;
+        }
         let _ = flusher.await;
         let _ = checkpointer.await;
+        let _ = replayer.await;
         let e = task_engine.clone();
         match tokio::task::spawn_blocking(move || e.flush_last_used().and_then(|_| e.checkpoint())).await {
             Ok(Err(err)) => {
@@ -268,7 +402,7 @@ pub async fn start(config: &config::Config) -> anyhow::Result<Running> {
         tracing::info!("tokentrail stopped");
         served.context("the admin API failed")
     });
-    Ok(Running { addr, engine, shutdown: tx, task })
+    Ok(Running { addr, gateway_addr, engine, shutdown: tx, task })
 }
 
 /// Resolves when the process receives SIGINT or SIGTERM.

@@ -67,3 +67,56 @@ pub fn event_view(e: &Event) -> proto::EventView {
         erased: e.erased,
     }
 }
+
+/// An event from its wire form (spool files; NDJSON ingest). Every field is checked; the error
+/// names the first bad one.
+pub fn event_from_view(v: &proto::EventView) -> Result<Event, String> {
+    use ledger::event::{Kind, Verdict};
+    let time: Timestamp = v.time.parse().map_err(|_| format!("time: {:?} is not an RFC 3339 time", v.time))?;
+    let kind = Kind::parse(&v.kind).ok_or_else(|| format!("kind: {:?} is not access or admin", v.kind))?;
+    let reason =
+        token::Reason::parse(&v.reason).ok_or_else(|| format!("reason: {:?} is not a reason code", v.reason))?;
+    let decision =
+        Verdict::parse(&v.decision).ok_or_else(|| format!("decision: {:?} is not allow or deny", v.decision))?;
+    if decision != Verdict::of(reason) {
+        return Err(format!("decision: {:?} contradicts reason {:?}", v.decision, v.reason));
+    }
+    if v.id.is_empty() || v.id.len() > 128 {
+        return Err("id: must be 1 to 128 characters".to_owned());
+    }
+    if v.source.is_empty() {
+        return Err("source: must not be empty".to_owned());
+    }
+    let latency_us = match v.latency_ms {
+        Some(ms) if ms.is_finite() && ms >= 0.0 => Some((ms * 1000.0).round() as u64),
+        Some(ms) => return Err(format!("latency_ms: {ms} is not a duration")),
+        None => None,
+    };
+    let mut e = Event::new(v.id.clone(), time, kind, &v.source, reason);
+    e.decision = decision;
+    e.seq = v.seq;
+    e.token_id.clone_from(&v.token_id);
+    e.token_fingerprint.clone_from(&v.token_fingerprint);
+    e.owner.clone_from(&v.owner);
+    e.source_ip.clone_from(&v.source_ip);
+    e.user_agent.clone_from(&v.user_agent);
+    e.method.clone_from(&v.method);
+    e.path.clone_from(&v.path);
+    e.route.clone_from(&v.route);
+    e.resource.clone_from(&v.resource);
+    e.action.clone_from(&v.action);
+    e.sensitivity.clone_from(&v.sensitivity);
+    e.status = v.status;
+    e.latency_us = latency_us;
+    e.bytes_out = v.bytes_out;
+    e.request_id.clone_from(&v.request_id);
+    e.node.clone_from(&v.node);
+    e.operation.clone_from(&v.operation);
+    e.target.clone_from(&v.target);
+    e.required_scope.clone_from(&v.required_scope);
+    e.granted_scopes.clone_from(&v.granted_scopes);
+    e.explanation.clone_from(&v.explanation);
+    e.details.clone_from(&v.details);
+    e.erased = v.erased;
+    Ok(e)
+}

@@ -12,6 +12,7 @@ use ledger::merkle::{Hash, NodeId};
 use token::{Reason, Scope, TokenRecord, TokenState};
 
 mod codec;
+pub mod fault;
 pub mod sqlite;
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! HTTP handlers, one module per area. Handlers translate between wire types and engine calls;
 //! they hold no business rules.
 
+pub mod access;
 pub mod audit;
 pub mod health;
 pub mod ledger;
