@@ -322,6 +322,104 @@ pub(crate) fn keeps_one_checkpoint_per_size(store: &dyn Store) {
     assert_eq!(store.checkpoints().unwrap(), vec![cp(3, 1), cp(5, 2)]);
 }
 
+/// A small trace with known answers: 12 events over 3 hours from two tokens and three addresses.
+fn trace(store: &dyn Store) {
+    let mut events = Vec::new();
+    for i in 0..12u32 {
+        let reason = match i % 4 {
+            0 | 1 => Reason::Ok,
+            2 => Reason::InsufficientScope,
+            _ => Reason::UnknownToken,
+        };
+        let mut e = access_event(&format!("t{i:02}"), Some(if i % 2 == 0 { "tokA" } else { "tokB" }), reason);
+        e.time = t("2026-03-01T10:00:00Z").checked_add(jiff::SignedDuration::from_mins(i64::from(i) * 15)).unwrap();
+        e.owner = Some(if i % 2 == 0 { "alice" } else { "bob" }.to_owned());
+        e.source_ip = Some(
+            match i % 3 {
+                0 => "10.1.2.3",
+                1 => "10.1.2.200",
+                _ => "2001:db8:5::9",
+            }
+            .to_owned(),
+        );
+        e.route = Some(if i < 6 { "GET /v1/orders/{id}" } else { "POST /v1/orders" }.to_owned());
+        e.resource = Some("orders".to_owned());
+        e.action = Some(if i < 6 { "read" } else { "write" }.to_owned());
+        e.sensitivity = if i % 3 == 0 { vec!["pii".to_owned(), "financial".to_owned()] } else { Vec::new() };
+        e.bytes_out = Some(100);
+        events.push(e);
+    }
+    store.append(&mut events).unwrap();
+}
+
+pub(crate) fn filters_events_by_every_field(store: &dyn Store) {
+    trace(store);
+    let ids = |f: &dyn Fn(&mut EventQuery)| {
+        let mut q = EventQuery { order: Order::Asc, limit: 100, ..Default::default() };
+        f(&mut q);
+        store.list_events(&q).unwrap().items.into_iter().map(|e| e.id).collect::<Vec<_>>().join(" ")
+    };
+    assert_eq!(ids(&|q| q.owner = Some("bob".into())), "t01 t03 t05 t07 t09 t11");
+    assert_eq!(ids(&|q| q.source_ip = Some("10.1.2.0/24".parse().unwrap())), "t00 t01 t03 t04 t06 t07 t09 t10");
+    assert_eq!(ids(&|q| q.source_ip = Some("10.1.2.200/32".parse().unwrap())), "t01 t04 t07 t10");
+    assert_eq!(ids(&|q| q.source_ip = Some("2001:db8::/32".parse().unwrap())), "t02 t05 t08 t11");
+    assert_eq!(ids(&|q| q.route = Some("POST /v1/orders".into())), "t06 t07 t08 t09 t10 t11");
+    assert_eq!(ids(&|q| q.action = Some("read".into())), "t00 t01 t02 t03 t04 t05");
+    assert_eq!(ids(&|q| q.sensitivity = Some("financial".into())), "t00 t03 t06 t09");
+    assert_eq!(ids(&|q| q.reason = Some(Reason::UnknownToken)), "t03 t07 t11");
+    assert_eq!(ids(&|q| q.decision = Some(ledger::event::Verdict::Deny)), "t02 t03 t06 t07 t10 t11");
+    assert_eq!(
+        ids(&|q| {
+            q.since = Some(t("2026-03-01T11:00:00Z"));
+            q.until = Some(t("2026-03-01T12:00:00Z"));
+        }),
+        "t04 t05 t06 t07"
+    );
+    assert_eq!(
+        ids(&|q| {
+            q.owner = Some("alice".into());
+            q.source_ip = Some("10.0.0.0/8".parse().unwrap());
+            q.sensitivity = Some("pii".into());
+        }),
+        "t00 t06"
+    );
+}
+
+pub(crate) fn aggregates_events(store: &dyn Store) {
+    use crate::GroupBy;
+    trace(store);
+    let show = |g: GroupBy, f: &dyn Fn(&mut EventQuery)| {
+        let mut q = EventQuery::default();
+        f(&mut q);
+        store
+            .stats(&q, g, 100)
+            .unwrap()
+            .iter()
+            .map(|r| format!("{}={}/{}/{}/{}/{}", r.key, r.count, r.allowed, r.denied, r.distinct_ips, r.bytes))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(show(GroupBy::Token, &|_| {}), "tokA=6/3/3/3/600 tokB=6/3/3/3/600");
+    assert_eq!(
+        show(GroupBy::Reason, &|_| {}),
+        "ok=6/6/0/3/600 insufficient_scope=3/0/3/3/300 unknown_token=3/0/3/3/300"
+    );
+    assert_eq!(show(GroupBy::Network, &|_| {}), "10.1.2.0/24=8/4/4/2/800 2001:db8:5::/48=4/2/2/1/400");
+    assert_eq!(
+        show(GroupBy::Hour, &|_| {}),
+        "2026-03-01T10:00Z=4/2/2/3/400 2026-03-01T11:00Z=4/2/2/3/400 2026-03-01T12:00Z=4/2/2/3/400"
+    );
+    assert_eq!(show(GroupBy::Day, &|q| q.owner = Some("alice".into())), "2026-03-01=6/3/3/3/600");
+    assert_eq!(
+        show(GroupBy::Decision, &|q| q.route = Some("POST /v1/orders".into())),
+        "deny=4/0/4/3/400 allow=2/2/0/2/200"
+    );
+    assert_eq!(
+        show(GroupBy::SourceIp, &|q| q.token_id = Some("tokA".into())),
+        "10.1.2.200=2/1/1/1/200 10.1.2.3=2/1/1/1/200 2001:db8:5::9=2/1/1/1/200"
+    );
+}
+
 /// Instantiates every conformance check as a `#[test]` for one backend.
 macro_rules! suite {
     ($make:expr) => {
@@ -369,6 +467,16 @@ macro_rules! suite {
         fn keeps_one_checkpoint_per_size() {
             let (_guard, store) = $make;
             $crate::conformance::keeps_one_checkpoint_per_size(&store);
+        }
+        #[test]
+        fn filters_events_by_every_field() {
+            let (_guard, store) = $make;
+            $crate::conformance::filters_events_by_every_field(&store);
+        }
+        #[test]
+        fn aggregates_events() {
+            let (_guard, store) = $make;
+            $crate::conformance::aggregates_events(&store);
         }
         #[test]
         fn keeps_metadata() {

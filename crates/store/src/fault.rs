@@ -71,6 +71,9 @@ impl<S: Store> Store for FaultInjected<S> {
     fn list_events(&self, query: &EventQuery) -> Result<Page<Event>> {
         self.inner.list_events(query)
     }
+    fn stats(&self, query: &EventQuery, group_by: crate::GroupBy, limit: u32) -> Result<Vec<crate::StatRow>> {
+        self.inner.stats(query, group_by, limit)
+    }
     fn event_count(&self) -> Result<u64> {
         self.inner.event_count()
     }

@@ -134,6 +134,18 @@ pub struct EventQuery {
     pub decision: Option<Verdict>,
     /// Reason code.
     pub reason: Option<Reason>,
+    /// The token's owner.
+    pub owner: Option<String>,
+    /// The caller's address inside this network (a single address is a /32 or /128).
+    pub source_ip: Option<ipnet::IpNet>,
+    /// Route template (`GET /v1/patients/{id}`).
+    pub route: Option<String>,
+    /// Resource.
+    pub resource: Option<String>,
+    /// Action.
+    pub action: Option<String>,
+    /// Events carrying this sensitivity label.
+    pub sensitivity: Option<String>,
     /// Events at or after this time.
     pub since: Option<Timestamp>,
     /// Events before this time.
@@ -155,6 +167,12 @@ impl Default for EventQuery {
             source: None,
             decision: None,
             reason: None,
+            owner: None,
+            source_ip: None,
+            route: None,
+            resource: None,
+            action: None,
+            sensitivity: None,
             since: None,
             until: None,
             after: None,
@@ -162,6 +180,48 @@ impl Default for EventQuery {
             limit: 100,
         }
     }
+}
+
+/// How `stats` groups events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupBy {
+    /// Token id (or the fingerprint of an unresolved credential).
+    Token,
+    /// Owner.
+    Owner,
+    /// Route template.
+    Route,
+    /// Resource.
+    Resource,
+    /// Reason code.
+    Reason,
+    /// Allow or deny.
+    Decision,
+    /// Source address.
+    SourceIp,
+    /// Source network: IPv4 /24, IPv6 /48.
+    Network,
+    /// Hour (UTC), as the hour's start.
+    Hour,
+    /// Day (UTC).
+    Day,
+}
+
+/// One group of `stats`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatRow {
+    /// The group's key (`-` when the value is absent or erased).
+    pub key: String,
+    /// Events.
+    pub count: u64,
+    /// Allowed events.
+    pub allowed: u64,
+    /// Denied events.
+    pub denied: u64,
+    /// Distinct source addresses.
+    pub distinct_ips: u64,
+    /// Response bytes.
+    pub bytes: u64,
 }
 
 /// The storage every tokentrail node uses.
@@ -202,6 +262,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Events matching a query.
     fn list_events(&self, query: &EventQuery) -> Result<Page<Event>>;
+
+    /// Counts of the events matching `query`'s filters (its cursor, order and limit are
+    /// ignored), grouped; largest groups first for keys, time order for hours and days. At most
+    /// `limit` groups.
+    fn stats(&self, query: &EventQuery, group_by: GroupBy, limit: u32) -> Result<Vec<StatRow>>;
 
     /// Number of events stored (the next position).
     fn event_count(&self) -> Result<u64>;

@@ -103,6 +103,7 @@ CREATE TABLE events (
 CREATE INDEX events_token ON events(token_id, seq);
 CREATE INDEX events_target ON events(target, seq) WHERE target IS NOT NULL;
 CREATE INDEX events_time ON events(time_us);
+CREATE INDEX events_reason ON events(reason, seq);
 CREATE TRIGGER events_no_update BEFORE UPDATE ON events
     BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 CREATE TRIGGER events_no_delete BEFORE DELETE ON events
@@ -118,8 +119,11 @@ CREATE TABLE event_personal (
     user_agent  TEXT,
     path        TEXT,
     explanation TEXT,
-    details     TEXT NOT NULL
+    details     TEXT NOT NULL,
+    -- source_ip as 16 bytes (IPv4 mapped into IPv6), so a CIDR is a range.
+    ip_bin      BLOB
 );
+CREATE INDEX event_personal_ip_bin ON event_personal(ip_bin) WHERE ip_bin IS NOT NULL;
 CREATE TRIGGER event_personal_no_update BEFORE UPDATE ON event_personal
     BEGIN SELECT RAISE(ABORT, 'personal values are erased, never changed'); END;
 CREATE INDEX event_personal_owner ON event_personal(owner) WHERE owner IS NOT NULL;
@@ -420,44 +424,61 @@ const EVENT_INSERT: &str = "INSERT INTO events (seq, id, time_us, kind, source, 
     ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)";
 
 const PERSONAL_INSERT: &str = "INSERT INTO event_personal (seq, salt, owner, source_ip, user_agent, path, explanation, \
-    details) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+    details, ip_bin) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 
-fn text(v: &Option<String>) -> SqlValue {
-    v.clone().map_or(SqlValue::Null, SqlValue::Text)
+/// An address as 16 bytes, IPv4 mapped into IPv6, so that networks are byte ranges.
+fn ip_bytes(ip: std::net::IpAddr) -> [u8; 16] {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        std::net::IpAddr::V6(v6) => v6.octets(),
+    }
 }
 
-fn int(v: Option<u64>) -> SqlValue {
-    v.map_or(SqlValue::Null, |n| SqlValue::Integer(i64::try_from(n).unwrap_or(i64::MAX)))
+/// The first and last 16-byte address of a network.
+fn net_range(net: &ipnet::IpNet) -> ([u8; 16], [u8; 16]) {
+    (ip_bytes(net.network()), ip_bytes(net.broadcast()))
 }
 
-fn event_values(seq: i64, e: &Event, commitments: &[Hash; 6], leaf_hash: &Hash) -> [SqlValue; 25] {
-    [
-        SqlValue::Integer(seq),
-        SqlValue::Text(e.id.clone()),
-        SqlValue::Integer(codec::micros(e.time)),
-        SqlValue::Text(e.kind.as_str().to_owned()),
-        SqlValue::Text(e.source.clone()),
-        text(&e.token_id),
-        text(&e.token_fingerprint),
-        text(&e.method),
-        text(&e.route),
-        text(&e.resource),
-        text(&e.action),
-        SqlValue::Text(codec::strings_to_json(&e.sensitivity)),
-        SqlValue::Text(e.decision.as_str().to_owned()),
-        SqlValue::Text(e.reason.as_str().to_owned()),
-        int(e.status.map(u64::from)),
-        int(e.latency_us),
-        int(e.bytes_out),
-        text(&e.request_id),
-        text(&e.node),
-        text(&e.operation),
-        text(&e.target),
-        text(&e.required_scope),
-        SqlValue::Text(codec::strings_to_json(&e.granted_scopes)),
-        SqlValue::Blob(leaf::pack(commitments)),
-        SqlValue::Blob(leaf_hash.to_vec()),
-    ]
+fn opt_i64(v: Option<u64>) -> Option<i64> {
+    v.map(|n| i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// Inserts one event row, binding every value by reference (no copies on the hot path).
+fn insert_event(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    seq: i64,
+    e: &Event,
+    commitments: &[Hash; 6],
+    leaf_hash: &Hash,
+) -> rusqlite::Result<usize> {
+    let packed = leaf::pack(commitments);
+    stmt.execute(params![
+        seq,
+        e.id,
+        codec::micros(e.time),
+        e.kind.as_str(),
+        e.source,
+        e.token_id,
+        e.token_fingerprint,
+        e.method,
+        e.route,
+        e.resource,
+        e.action,
+        codec::strings_to_json(&e.sensitivity),
+        e.decision.as_str(),
+        e.reason.as_str(),
+        e.status,
+        opt_i64(e.latency_us),
+        opt_i64(e.bytes_out),
+        e.request_id,
+        e.node,
+        e.operation,
+        e.target,
+        e.required_scope,
+        codec::strings_to_json(&e.granted_scopes),
+        packed,
+        leaf_hash.as_slice(),
+    ])
 }
 
 fn hash32(bytes: Vec<u8>, what: &str) -> Result<Hash> {
@@ -585,12 +606,10 @@ fn append_in(tx: &Transaction<'_>, frontier: &mut Option<Frontier>, events: &mut
         let personal = Personal::of(e);
         let commitments = personal.commitments(&salt);
         let leaf_hash = merkle::leaf_hash(&leaf::encode(e, seq as u64, &commitments));
-        event_stmt.execute(rusqlite::params_from_iter(event_values(seq, e, &commitments, &leaf_hash))).map_err(
-            |err| match classify(err) {
-                StoreError::Backend(m) if m.contains("UNIQUE") => StoreError::Duplicate(format!("event {}", e.id)),
-                other => other,
-            },
-        )?;
+        insert_event(&mut event_stmt, seq, e, &commitments, &leaf_hash).map_err(|err| match classify(err) {
+            StoreError::Backend(m) if m.contains("UNIQUE") => StoreError::Duplicate(format!("event {}", e.id)),
+            other => other,
+        })?;
         personal_stmt
             .execute(params![
                 seq,
@@ -601,6 +620,11 @@ fn append_in(tx: &Transaction<'_>, frontier: &mut Option<Frontier>, events: &mut
                 personal.path,
                 personal.explanation,
                 codec::map_to_json(&personal.details),
+                personal
+                    .source_ip
+                    .as_deref()
+                    .and_then(|s| s.parse::<std::net::IpAddr>().ok())
+                    .map(|ip| ip_bytes(ip).to_vec()),
             ])
             .map_err(classify)?;
         nodes.clear();
@@ -612,6 +636,79 @@ fn append_in(tx: &Transaction<'_>, frontier: &mut Option<Frontier>, events: &mut
         e.seq = Some(seq as u64);
     }
     Ok(())
+}
+
+/// The `AND …` conditions of an event query's filters (not its cursor), binding into `args`.
+fn filter_sql(q: &EventQuery, args: &mut Vec<SqlValue>) -> String {
+    let mut sql = String::new();
+    let mut eq = |col: &str, v: Option<String>, args: &mut Vec<SqlValue>| {
+        if let Some(v) = v {
+            args.push(SqlValue::Text(v));
+            sql += &format!(" AND {col} = ?{}", args.len());
+        }
+    };
+    eq("e.kind", q.kind.map(|k| k.as_str().to_owned()), args);
+    eq("e.token_id", q.token_id.clone(), args);
+    eq("e.target", q.target.clone(), args);
+    eq("e.source", q.source.clone(), args);
+    eq("e.decision", q.decision.map(|d| d.as_str().to_owned()), args);
+    eq("e.reason", q.reason.map(|r| r.as_str().to_owned()), args);
+    eq("p.owner", q.owner.clone(), args);
+    eq("e.route", q.route.clone(), args);
+    eq("e.resource", q.resource.clone(), args);
+    eq("e.action", q.action.clone(), args);
+    if let Some(label) = &q.sensitivity {
+        args.push(SqlValue::Text(label.clone()));
+        sql += &format!(" AND EXISTS (SELECT 1 FROM json_each(e.sensitivity) WHERE value = ?{})", args.len());
+    }
+    if let Some(net) = &q.source_ip {
+        let (lo, hi) = net_range(net);
+        args.push(SqlValue::Blob(lo.to_vec()));
+        args.push(SqlValue::Blob(hi.to_vec()));
+        sql += &format!(" AND p.ip_bin BETWEEN ?{} AND ?{}", args.len() - 1, args.len());
+    }
+    if let Some(since) = q.since {
+        args.push(SqlValue::Integer(codec::micros(since)));
+        sql += &format!(" AND e.time_us >= ?{}", args.len());
+    }
+    if let Some(until) = q.until {
+        args.push(SqlValue::Integer(codec::micros(until)));
+        sql += &format!(" AND e.time_us < ?{}", args.len());
+    }
+    sql
+}
+
+/// A group key as text: `-` for none, networks as CIDR, hours and days as RFC 3339.
+fn stat_key(group_by: crate::GroupBy, key: SqlValue) -> String {
+    use crate::GroupBy as G;
+    match (group_by, key) {
+        (_, SqlValue::Null) => "-".to_owned(),
+        (G::Hour, SqlValue::Integer(h)) => {
+            codec::time(h * 3_600_000_000).map_or_else(|_| h.to_string(), |t| t.strftime("%Y-%m-%dT%H:00Z").to_string())
+        }
+        (G::Day, SqlValue::Integer(d)) => {
+            codec::time(d * 86_400_000_000).map_or_else(|_| d.to_string(), |t| t.strftime("%Y-%m-%d").to_string())
+        }
+        (G::Network, SqlValue::Text(hex)) => network_key(&hex),
+        (_, SqlValue::Text(t)) => t,
+        (_, SqlValue::Integer(i)) => i.to_string(),
+        (_, other) => format!("{other:?}"),
+    }
+}
+
+/// `0A0B0C…` (15 bytes of a mapped IPv4 or 6 bytes of IPv6) to `10.11.12.0/24` or `2001:db8:1::/48`.
+fn network_key(hex: &str) -> String {
+    let bytes: Vec<u8> =
+        (0..hex.len() / 2).filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()).collect();
+    let mut full = [0u8; 16];
+    for (i, b) in bytes.iter().enumerate().take(16) {
+        full[i] = *b;
+    }
+    if bytes.len() == 15 {
+        format!("{}.{}.{}.0/24", full[12], full[13], full[14])
+    } else {
+        format!("{}/48", std::net::Ipv6Addr::from(full))
+    }
 }
 
 fn checkpoint_from_row(r: &Row<'_>) -> rusqlite::Result<Result<StoredCheckpoint>> {
@@ -829,40 +926,19 @@ impl Store for SqliteStore {
     }
 
     fn list_events(&self, q: &EventQuery) -> Result<Page<Event>> {
-        let mut sql = format!("SELECT {EVENT_SELECT} WHERE 1 = 1");
         let mut args: Vec<SqlValue> = Vec::new();
-        let mut arg = |v: SqlValue| {
-            args.push(v);
-            format!("?{}", args.len())
-        };
-        let mut eq = |col: &str, v: Option<String>| {
-            v.map(|v| format!(" AND {col} = {}", arg(SqlValue::Text(v)))).unwrap_or_default()
-        };
-        sql += &eq("e.kind", q.kind.map(|k| k.as_str().to_owned()));
-        sql += &eq("e.token_id", q.token_id.clone());
-        sql += &eq("e.target", q.target.clone());
-        sql += &eq("e.source", q.source.clone());
-        sql += &eq("e.decision", q.decision.map(|d| d.as_str().to_owned()));
-        sql += &eq("e.reason", q.reason.map(|r| r.as_str().to_owned()));
-        let mut arg = |v: SqlValue| {
-            args.push(v);
-            format!("?{}", args.len())
-        };
-        if let Some(since) = q.since {
-            sql += &format!(" AND e.time_us >= {}", arg(SqlValue::Integer(codec::micros(since))));
-        }
-        if let Some(until) = q.until {
-            sql += &format!(" AND e.time_us < {}", arg(SqlValue::Integer(codec::micros(until))));
-        }
+        let mut sql = format!("SELECT {EVENT_SELECT} WHERE 1 = 1{}", filter_sql(q, &mut args));
         let (cmp, dir) = match q.order {
             Order::Asc => (">", "ASC"),
             Order::Desc => ("<", "DESC"),
         };
         if let Some(after) = q.after {
-            sql += &format!(" AND e.seq {cmp} {}", arg(SqlValue::Integer(after)));
+            args.push(SqlValue::Integer(after));
+            sql += &format!(" AND e.seq {cmp} ?{}", args.len());
         }
         let limit = i64::from(q.limit.max(1));
-        sql += &format!(" ORDER BY e.seq {dir} LIMIT {}", arg(SqlValue::Integer(limit + 1)));
+        args.push(SqlValue::Integer(limit + 1));
+        sql += &format!(" ORDER BY e.seq {dir} LIMIT ?{}", args.len());
         self.read(|c| {
             let mut stmt = c.prepare(&sql).map_err(classify)?;
             let rows = stmt
@@ -874,6 +950,60 @@ impl Store for SqliteStore {
             let items = collect(rows.into_iter().take(limit as usize).collect())?;
             let next = if more { items.last().and_then(|e: &Event| e.seq).map(|s| s as i64) } else { None };
             Ok(Page { items, next })
+        })
+    }
+
+    fn stats(&self, q: &EventQuery, group_by: crate::GroupBy, limit: u32) -> Result<Vec<crate::StatRow>> {
+        use crate::GroupBy as G;
+        let key = match group_by {
+            G::Token => "COALESCE(e.token_id, e.token_fingerprint)",
+            G::Owner => "p.owner",
+            G::Route => "e.route",
+            G::Resource => "e.resource",
+            G::Reason => "e.reason",
+            G::Decision => "e.decision",
+            G::SourceIp => "p.source_ip",
+            G::Network => {
+                "CASE WHEN p.ip_bin IS NULL THEN NULL \
+                 WHEN substr(p.ip_bin, 1, 12) = x'00000000000000000000FFFF' THEN hex(substr(p.ip_bin, 1, 15)) \
+                 ELSE hex(substr(p.ip_bin, 1, 6)) END"
+            }
+            G::Hour => "(e.time_us / 3600000000)",
+            G::Day => "(e.time_us / 86400000000)",
+        };
+        let order = match group_by {
+            G::Hour | G::Day => "k ASC",
+            _ => "n DESC, k ASC",
+        };
+        let mut args: Vec<SqlValue> = Vec::new();
+        let filters = filter_sql(q, &mut args);
+        args.push(SqlValue::Integer(i64::from(limit.max(1))));
+        let sql = format!(
+            "SELECT {key} AS k, COUNT(*) AS n, SUM(e.decision = 'allow'), SUM(e.decision = 'deny'), \
+             COUNT(DISTINCT p.source_ip), COALESCE(SUM(e.bytes_out), 0) \
+             FROM events e LEFT JOIN event_personal p ON p.seq = e.seq WHERE 1 = 1{filters} \
+             GROUP BY k ORDER BY {order} LIMIT ?{}",
+            args.len()
+        );
+        self.read(|c| {
+            let mut stmt = c.prepare(&sql).map_err(classify)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args), |r| {
+                    let key: SqlValue = r.get(0)?;
+                    let n = |i: usize| r.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0));
+                    Ok(crate::StatRow {
+                        key: stat_key(group_by, key),
+                        count: n(1)?,
+                        allowed: n(2)?,
+                        denied: n(3)?,
+                        distinct_ips: n(4)?,
+                        bytes: n(5)?,
+                    })
+                })
+                .map_err(classify)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(classify)?;
+            Ok(rows)
         })
     }
 
