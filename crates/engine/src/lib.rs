@@ -19,6 +19,7 @@ use token::{Attempt, Constraint, Decision, Pepper, Prefix, Reason, Scope, TokenR
 pub mod access;
 mod audit;
 pub mod datadir;
+pub mod investigate;
 pub mod limits;
 pub mod recorder;
 mod tokens;

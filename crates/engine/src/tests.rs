@@ -398,3 +398,155 @@ fn verify_names_a_changed_personal_value_and_a_foreign_key() {
     let f = verify::verify(engine.store(), &[other], &[], &mut |_, _| {}).unwrap_err();
     assert!(f.message.contains("does not verify with the trusted key"), "{f}");
 }
+
+/// Explain for every reason code, from events produced by the real decision path.
+#[test]
+fn explain_every_reason_code() {
+    use crate::access::{AccessRequest, Required};
+    let (dir, engine, clock) = open();
+    let by = admin(&engine, &dir);
+    let ctx = RequestContext::default();
+    engine.set_policy(
+        policy::Policy::parse(
+            "[[route]]\nmethod = \"GET\"\npath = \"/v1/orders/{id}\"\nresource = \"orders\"\naction = \"read\"\nsensitivity = [\"pii\"]\n",
+            "policy.toml",
+        )
+        .unwrap(),
+    );
+    let mk = |scopes: &[&str], f: &dyn Fn(&mut NewToken)| {
+        let mut n = new_token(scopes);
+        f(&mut n);
+        let (r, t, _) = engine.create_token(&by, &ctx, n).unwrap();
+        (r.id, t.expose().to_owned())
+    };
+    let (_, good) = mk(&["orders:read"], &|_| {});
+    let (_, weak) = mk(&["users:read"], &|_| {});
+    let (revoked_id, revoked) = mk(&["orders:read"], &|_| {});
+    engine.revoke_token(&by, &ctx, &revoked_id, "left the company").unwrap();
+    let (_, expiring) = mk(&["orders:read"], &|n| n.expires_in = Some("60s".into()));
+    let (_, future) = mk(&["orders:read"], &|n| {
+        n.not_before = Some("2099-01-01T00:00:00Z".into());
+        n.no_expiry = true;
+    });
+    let (_, fenced) = mk(&["orders:read"], &|n| n.allowed_cidrs = vec!["10.0.0.0/8".into()]);
+    let (_, limited) = mk(&["orders:read"], &|n| n.rate_limit = Some("1/min".into()));
+    clock.advance(120);
+    let typo = format!("{}{}", &good[..good.len() - 1], if good.ends_with('0') { '1' } else { '0' });
+    let unknown = {
+        let p = token::parse(&good).unwrap();
+        token::TokenString::with_id(&Prefix::default(), p.id, &mut |b: &mut [u8]| b.fill(7)).expose().to_owned()
+    };
+    let cases: Vec<(&str, Option<&str>, &str)> = vec![
+        ("ok", Some(&good), "/v1/orders/1"),
+        ("missing", None, "/v1/orders/1"),
+        ("malformed", Some("hunter2"), "/v1/orders/1"),
+        ("checksum", Some(&typo), "/v1/orders/1"),
+        ("unknown", Some(&unknown), "/v1/orders/1"),
+        ("unknown again", Some(&unknown), "/v1/orders/2"),
+        ("revoked", Some(&revoked), "/v1/orders/1"),
+        ("expired", Some(&expiring), "/v1/orders/1"),
+        ("not yet valid", Some(&future), "/v1/orders/1"),
+        ("scope", Some(&weak), "/v1/orders/1"),
+        ("network", Some(&fenced), "/v1/orders/1"),
+        ("limit 1", Some(&limited), "/v1/orders/1"),
+        ("limit 2", Some(&limited), "/v1/orders/1"),
+        ("no route", Some(&good), "/v2/elsewhere"),
+    ];
+    let mut out = String::new();
+    for (name, cred, path) in cases {
+        let o = engine
+            .decide_access(&AccessRequest {
+                source: "gateway",
+                credential: cred,
+                required: Required::Route { method: "GET", path },
+                source_ip: Some("203.0.113.9".parse().unwrap()),
+                user_agent: None,
+                request_id: None,
+            })
+            .unwrap();
+        let id = o.event.id.clone();
+        engine.record_blocking(o.event).unwrap();
+        let x = engine.explain(&id).unwrap();
+        let mut text = format!("{name}: {}\n", x.summary);
+        if let Some(f) = &x.fix {
+            text += &format!("  fix: {f}\n");
+        }
+        if let Some(fp) = &x.fingerprint {
+            text += &format!("  fingerprint seen {} times from {:?}\n", fp.count, fp.addresses);
+        }
+        out += &text;
+    }
+    // Token ids are random: name them.
+    let mut named = out;
+    for e in engine
+        .store()
+        .list_tokens(&store::TokenQuery {
+            owner: None,
+            scope: None,
+            state: None,
+            label: None,
+            after: None,
+            limit: 100,
+            now: engine.now(),
+        })
+        .unwrap()
+        .items
+    {
+        named = named.replace(&e.id, "<id>");
+    }
+    let named: String = named
+        .lines()
+        .map(|l| {
+            l.split(" by ")
+                .next()
+                .map(|head| {
+                    if l.contains("was revoked at") {
+                        format!("{head} by <admin> (left the company)")
+                    } else {
+                        l.to_owned()
+                    }
+                })
+                .unwrap_or_default()
+        })
+        .map(|l| {
+            // Times move with the fixed clock; keep them, but hide the sub-second part.
+            l.split(' ')
+                .map(|w| if w.len() > 20 && w.contains('T') && w.contains(':') { "<time>" } else { w })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    expect![[r#"
+        ok: allowed: orders:read is granted by [orders:read]
+        missing: denied (missing_token): the request carried no token
+          fix: send the token as `Authorization: Bearer <token>`
+        malformed: denied (malformed_token): the credential is not shaped like a tokentrail token
+          fix: send the whole token (prefix_id_secret), without quotes or a second scheme word
+          fingerprint seen 1 times from [("203.0.113.9", 1)]
+        checksum: denied (bad_checksum): the token's checksum does not match: it was mistyped or truncated
+          fix: copy the token again from where it was stored
+          fingerprint seen 1 times from [("203.0.113.9", 1)]
+        unknown: denied (unknown_token): no token with this id and secret exists
+          fix: the token was never issued here, or it was rotated: use the current secret, or issue a new token
+          fingerprint seen 1 times from [("203.0.113.9", 1)]
+        unknown again: denied (unknown_token): no token with this id and secret exists
+          fix: the token was never issued here, or it was rotated: use the current secret, or issue a new token
+          fingerprint seen 2 times from [("203.0.113.9", 2)]
+        revoked: denied (revoked): token <id> was revoked at <time> by <admin> (left the company)
+          fix: revocation is final: issue a new token (tokentrail token create …) and replace this one
+        expired: denied (expired): token <id> expired at <time> 1m 0s before the request
+          fix: extend it (tokentrail token update <id> --expires-in 30d) or rotate to a new token
+        not yet valid: denied (not_yet_valid): token <id> is valid only from <time> 26399d 9h after the request
+          fix: wait until then, or move it: tokentrail token update <id> --clear-not-before
+        scope: denied (insufficient_scope): GET /v1/orders/{id} needs orders:read; token <id> has [users:read]
+          fix: grant orders:read: tokentrail token update <id> --scope users:read --scope orders:read
+        network: denied (ip_not_allowed): 203.0.113.9 is not in token <id>'s allowed networks [10.0.0.0/8]
+          fix: add the caller's network: tokentrail token update <id> --allow-cidr 10.0.0.0/8 --allow-cidr 203.0.113.9
+        limit 1: allowed: orders:read is granted by [orders:read]
+        limit 2: denied (rate_limited): token <id> was over its rate limit of 1/min
+          fix: retry after 60s, or raise it: tokentrail token update <id> --rate-limit <count/unit>
+        no route: denied (route_not_found): no route of the policy matches GET /v2/elsewhere
+          fix: add a [[route]] for this method and path to the route policy (docs/policy.md)"#]]
+    .assert_eq(&named);
+}

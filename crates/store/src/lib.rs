@@ -134,6 +134,8 @@ pub struct EventQuery {
     pub decision: Option<Verdict>,
     /// Reason code.
     pub reason: Option<Reason>,
+    /// The keyed fingerprint of an unresolved credential.
+    pub token_fingerprint: Option<String>,
     /// The token's owner.
     pub owner: Option<String>,
     /// The caller's address inside this network (a single address is a /32 or /128).
@@ -167,6 +169,7 @@ impl Default for EventQuery {
             source: None,
             decision: None,
             reason: None,
+            token_fingerprint: None,
             owner: None,
             source_ip: None,
             route: None,

@@ -104,6 +104,7 @@ CREATE INDEX events_token ON events(token_id, seq);
 CREATE INDEX events_target ON events(target, seq) WHERE target IS NOT NULL;
 CREATE INDEX events_time ON events(time_us);
 CREATE INDEX events_reason ON events(reason, seq);
+CREATE INDEX events_fingerprint ON events(token_fingerprint, seq) WHERE token_fingerprint IS NOT NULL;
 CREATE TRIGGER events_no_update BEFORE UPDATE ON events
     BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 CREATE TRIGGER events_no_delete BEFORE DELETE ON events
@@ -653,6 +654,7 @@ fn filter_sql(q: &EventQuery, args: &mut Vec<SqlValue>) -> String {
     eq("e.source", q.source.clone(), args);
     eq("e.decision", q.decision.map(|d| d.as_str().to_owned()), args);
     eq("e.reason", q.reason.map(|r| r.as_str().to_owned()), args);
+    eq("e.token_fingerprint", q.token_fingerprint.clone(), args);
     eq("p.owner", q.owner.clone(), args);
     eq("e.route", q.route.clone(), args);
     eq("e.resource", q.resource.clone(), args);

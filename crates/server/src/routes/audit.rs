@@ -96,6 +96,7 @@ fn query(p: &EventParams) -> Result<(EventQuery, String), ApiError> {
         source: p.source.clone(),
         decision,
         reason,
+        token_fingerprint: None,
         owner: None,
         source_ip: None,
         route: None,
