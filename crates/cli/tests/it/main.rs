@@ -3,7 +3,9 @@
 //! the CLI. One binary, so the workspace links once (STYLE.md, habit 6).
 
 mod cli;
+mod crash;
 mod http;
+mod ledger;
 mod restart;
 mod secrets;
 mod testkit;
