@@ -222,6 +222,54 @@ impl Client {
         self.call(Method::POST, "/v1/audit/erase", Some(req)).await
     }
 
+    /// Follows a Server-Sent Events stream, calling `on_event(id, data)` for each event until
+    /// it returns false or the stream ends.
+    pub async fn follow(&self, path: &str, on_event: &mut dyn FnMut(&str, &str) -> bool) -> Result<(), ClientError> {
+        let mut req = Request::builder().method(Method::GET).uri(format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        req = req.header(header::ACCEPT, "text/event-stream");
+        let req = req
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ClientError::Address(format!("cannot build the request: {e}")))?;
+        let resp = self
+            .http
+            .request(req)
+            .await
+            .map_err(|e| ClientError::Connect(format!("cannot reach tokentrail at {}: {e}", self.base)))?;
+        let (parts, mut body) = resp.into_parts();
+        if !parts.status.is_success() {
+            let bytes = body.collect().await.map_err(|e| ClientError::Protocol(e.to_string()))?.to_bytes();
+            return Err(match serde_json::from_slice::<Problem>(&bytes) {
+                Ok(p) => ClientError::Problem(parts.status, Box::new(p)),
+                Err(_) => ClientError::Protocol(format!("the server answered {}", parts.status)),
+            });
+        }
+        let mut pending = String::new();
+        let (mut id, mut data) = (String::new(), String::new());
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ClientError::Protocol(format!("the stream broke: {e}")))?;
+            let Ok(chunk) = frame.into_data() else { continue };
+            pending.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(pos) = pending.find('\n') {
+                let line: String = pending.drain(..=pos).collect();
+                let line = line.trim_end_matches(['\n', '\r']);
+                if line.is_empty() {
+                    if !data.is_empty() && !on_event(&id, &data) {
+                        return Ok(());
+                    }
+                    data.clear();
+                } else if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// `POST /v1/tokens`.
     pub async fn create_token(&self, req: &CreateTokenRequest) -> Result<IssuedToken, ClientError> {
         self.call(Method::POST, "/v1/tokens", Some(req)).await

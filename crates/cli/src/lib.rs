@@ -5,4 +5,5 @@
 //! formatting.
 
 pub mod client;
+pub mod investigate;
 pub mod output;

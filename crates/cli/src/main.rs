@@ -9,8 +9,9 @@ use std::process::ExitCode;
 use anyhow::{Context as _, anyhow};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use cli::client::{Client, ClientError, query};
+use cli::investigate::{self, Filters};
 use cli::output::{self, Format};
-use proto::{CreateTokenRequest, EventView, IssuedToken, TokenView, UpdateTokenRequest};
+use proto::{CreateTokenRequest, IssuedToken, TokenView, UpdateTokenRequest};
 
 #[derive(Parser)]
 #[command(
@@ -55,6 +56,9 @@ enum Command {
     /// Check configuration files.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Append events in tokentrail's NDJSON schema to the ledger: through the running server, or
+    /// with --data-dir into a stopped server's data directory.
+    Ingest(IngestArgs),
     /// Tools for tests and benchmarks (not a stable interface).
     #[command(subcommand, hide = true)]
     Debug(DebugCmd),
@@ -113,6 +117,14 @@ enum TokenCmd {
     Show {
         /// Token id.
         id: String,
+    },
+    /// A token's timeline: lifecycle, daily use, routes, networks, recent denials.
+    Activity {
+        /// Token id.
+        id: String,
+        /// From when: RFC 3339 or relative (default 30d).
+        #[arg(long)]
+        since: Option<String>,
     },
     /// Change a token's metadata, grants or constraints.
     Update(UpdateArgs),
@@ -246,8 +258,43 @@ struct UpdateArgs {
 
 #[derive(Subcommand)]
 enum AuditCmd {
-    /// List recent events, newest first (--format json or csv for every field, including ids).
+    /// List events, newest first (--format json or csv for every field, including ids).
     Query(QueryArgs),
+    /// Count events, grouped: allowed, denied, distinct addresses, bytes.
+    Stats {
+        /// token, owner, route, resource, reason, decision, source_ip, network, hour or day.
+        #[arg(long)]
+        group_by: String,
+        #[command(flatten)]
+        filters: Filters,
+        /// How many groups (default 100).
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Explain why a request was allowed or denied, and what would fix it.
+    Explain {
+        /// The event id (from the response's Tokentrail-Event-Id or a problem's event_id).
+        event_id: String,
+    },
+    /// Show the latest events; with -f, keep printing new ones as they are recorded.
+    Tail {
+        #[command(flatten)]
+        filters: Filters,
+        /// Keep following.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many recent events to show first.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        lines: u32,
+    },
+    /// Stream every matching event, oldest first, as NDJSON or CSV (constant memory).
+    Export {
+        #[command(flatten)]
+        filters: Filters,
+        /// Write to this file instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Verify a ledger offline: every event, every stored checkpoint, and checkpoints kept elsewhere.
     Verify(VerifyArgs),
     /// Prove that an event is in the log, checked against a signed checkpoint.
@@ -297,21 +344,8 @@ struct VerifyArgs {
 
 #[derive(Args)]
 struct QueryArgs {
-    /// access or admin.
-    #[arg(long)]
-    kind: Option<String>,
-    /// Events of this token.
-    #[arg(long = "token", value_name = "ID")]
-    token_id: Option<String>,
-    /// Events from this source (admin, gateway, verify, authz, …).
-    #[arg(long)]
-    source: Option<String>,
-    /// allow or deny.
-    #[arg(long)]
-    decision: Option<String>,
-    /// A reason code.
-    #[arg(long)]
-    reason: Option<String>,
+    #[command(flatten)]
+    filters: Filters,
     /// asc or desc (default).
     #[arg(long)]
     order: Option<String>,
@@ -321,6 +355,19 @@ struct QueryArgs {
     /// Continue from a previous page's cursor.
     #[arg(long)]
     cursor: Option<String>,
+}
+
+#[derive(Args)]
+struct IngestArgs {
+    /// NDJSON files (one event per line).
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Write directly into this data directory (the server must be stopped).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Skip bad lines (they are listed) instead of failing.
+    #[arg(long)]
+    skip_invalid: bool,
 }
 
 #[derive(Subcommand)]
@@ -380,6 +427,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Err(errors) => Err(anyhow!("{} is not a valid configuration:\n{errors}", file.display())),
         },
         Command::Token(cmd) => client_command(&cli.global, |client, format| Box::pin(token(client, format, cmd))),
+        Command::Ingest(args) if args.data_dir.is_some() => ingest_offline(&args),
+        Command::Ingest(args) => {
+            client_command(&cli.global, |client, format| Box::pin(ingest_online(client, format, args)))
+        }
         Command::Debug(DebugCmd::AppendLoad { data_dir, writers }) => append_load(&data_dir, writers),
         Command::Audit(AuditCmd::Verify(args)) => verify(args),
         Command::Audit(AuditCmd::Key { data_dir: Some(dir) }) => {
@@ -534,6 +585,7 @@ async fn token(client: &Client, format: Format, cmd: TokenCmd) -> anyhow::Result
             }
         }
         TokenCmd::Show { id } => show_token(&client.get_token(&id).await.map_err(api)?, format),
+        TokenCmd::Activity { id, since } => investigate::run_activity(client, format, &id, since).await,
         TokenCmd::Update(a) => {
             let req = UpdateTokenRequest {
                 name: a.name,
@@ -570,30 +622,106 @@ async fn token(client: &Client, format: Format, cmd: TokenCmd) -> anyhow::Result
     }
 }
 
-const EVENT_HEADERS: [&str; 7] = ["TIME", "REASON", "TOKEN", "WHAT", "SOURCE IP", "KIND", "ID"];
-/// The table shows the columns that fit 80 characters; csv and json carry every field.
-const EVENT_TABLE_COLUMNS: usize = 4;
+fn progress_line(what: &str, n: u64) {
+    use std::io::IsTerminal as _;
+    if std::io::stderr().is_terminal() {
+        let _ = write!(std::io::stderr(), "\r{what} {n} lines");
+    }
+}
 
-fn event_rows(events: &[EventView]) -> Vec<Vec<String>> {
-    events
-        .iter()
-        .map(|e| {
-            let what = match (&e.operation, &e.target) {
-                (Some(op), Some(t)) => format!("{op} {t}"),
-                (Some(op), None) => op.clone(),
-                _ => e.route.clone().or_else(|| e.path.clone()).unwrap_or_default(),
-            };
-            vec![
-                e.time.clone(),
-                e.reason.clone(),
-                e.token_id.clone().or_else(|| e.token_fingerprint.clone()).unwrap_or_else(|| "-".to_owned()),
-                what,
-                e.source_ip.clone().unwrap_or_else(|| "-".to_owned()),
-                e.kind.clone(),
-                e.id.clone(),
-            ]
-        })
-        .collect()
+fn report_ingest(r: &proto::IngestResult, format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Json => print(&output::json(r)),
+        _ => {
+            for e in &r.errors {
+                let _ = writeln!(std::io::stderr(), "skipped line {}: {}", e.line, e.message);
+            }
+            print(&format!("ingested {} events ({} lines skipped)\n", r.ingested, r.skipped))
+        }
+    }
+}
+
+fn invalid_lines(file: &Path, errors: &[proto::LineError], total: usize) -> anyhow::Error {
+    let mut msg = format!("{}: {total} bad lines; nothing was ingested (--skip-invalid skips them)", file.display());
+    for e in errors.iter().take(20) {
+        msg += &format!("\n  line {}: {}", e.line, e.message);
+    }
+    if total > 20 {
+        msg += &format!("\n  … and {} more", total - 20);
+    }
+    anyhow!(msg)
+}
+
+fn ingest_offline(args: &IngestArgs) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    let dir = args.data_dir.as_deref().ok_or_else(|| anyhow!("--data-dir is required"))?;
+    let (engine, _) = engine::Engine::open(dir, engine::Settings::default(), Arc::new(engine::SystemClock))
+        .map_err(|e| anyhow!("{e}"))?;
+    let mut total = proto::IngestResult { ingested: 0, skipped: 0, errors: Vec::new() };
+    for file in &args.files {
+        let mut open = || -> Result<std::io::BufReader<std::fs::File>, String> {
+            std::fs::File::open(file)
+                .map(std::io::BufReader::new)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))
+        };
+        let mut new_id = || engine::random_id("ev_", 20).map_err(|e| e.to_string());
+        let mut append = |batch: Vec<ledger::event::Event>| {
+            let mut batch = batch;
+            engine.store().append(&mut batch).map_err(|e| e.to_string())
+        };
+        let options = server::ingest::Options { skip_invalid: args.skip_invalid };
+        let r = server::ingest::run(&mut open, engine.store(), options, &mut new_id, &mut append, &mut |what, n| {
+            progress_line(what, n)
+        });
+        progress_line("done:", 0);
+        match r {
+            Ok(r) => {
+                total.ingested += r.ingested;
+                total.skipped += r.skipped;
+                total.errors.extend(r.errors);
+            }
+            Err(server::ingest::IngestFailure::Invalid { errors, total: n }) => {
+                return Err(invalid_lines(file, &errors, n));
+            }
+            Err(server::ingest::IngestFailure::Io(m)) => return Err(anyhow!("{}: {m}", file.display())),
+        }
+    }
+    engine.checkpoint().map_err(|e| anyhow!("{e}"))?;
+    report_ingest(&total, Format::Table)
+}
+
+async fn ingest_online(client: &Client, format: Format, args: IngestArgs) -> anyhow::Result<()> {
+    let mut total = proto::IngestResult { ingested: 0, skipped: 0, errors: Vec::new() };
+    for file in &args.files {
+        let body = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let q = if args.skip_invalid { "?skip_invalid=true" } else { "" };
+        let resp = client
+            .send(hyper::Method::POST, &format!("/v1/audit/ingest{q}"), Some(body), Some("application/x-ndjson"))
+            .await
+            .map_err(api)?;
+        if !resp.status.is_success() {
+            let p: proto::Problem = serde_json::from_slice(&resp.body)
+                .map_err(|_| anyhow!("the server answered {} to the ingest of {}", resp.status, file.display()))?;
+            let lines: Vec<proto::LineError> = p
+                .errors
+                .iter()
+                .map(|e| proto::LineError {
+                    line: e.field.trim_start_matches("line ").parse().unwrap_or(0),
+                    message: e.message.clone(),
+                })
+                .collect();
+            if lines.is_empty() {
+                return Err(api(ClientError::Problem(resp.status, Box::new(p))));
+            }
+            let n = lines.len();
+            return Err(invalid_lines(file, &lines, n));
+        }
+        let r: proto::IngestResult = serde_json::from_slice(&resp.body).context("the server's answer")?;
+        total.ingested += r.ingested;
+        total.skipped += r.skipped;
+        total.errors.extend(r.errors);
+    }
+    report_ingest(&total, format)
 }
 
 fn append_load(dir: &Path, writers: usize) -> anyhow::Result<()> {
@@ -761,38 +889,20 @@ async fn audit(client: &Client, format: Format, cmd: AuditCmd) -> anyhow::Result
                 _ => print(&format!("erased the personal values of {} events\n", r.erased)),
             }
         }
-        AuditCmd::Query(a) => {
-            let q = query(&[
-                ("kind", a.kind),
-                ("token_id", a.token_id),
-                ("source", a.source),
-                ("decision", a.decision),
-                ("reason", a.reason),
-                ("order", a.order),
-                ("limit", a.limit.map(|l| l.to_string())),
-                ("cursor", a.cursor),
-            ]);
-            let list = client.list_events(&q).await.map_err(api)?;
-            match format {
-                Format::Json => print(&output::json(&list)),
-                Format::Csv => print(&output::csv(&EVENT_HEADERS, &event_rows(&list.events))),
-                Format::Table => {
-                    let rows: Vec<Vec<String>> = event_rows(&list.events)
-                        .into_iter()
-                        .map(|mut r| {
-                            r[0] = output::seconds(&r[0]);
-                            r.truncate(EVENT_TABLE_COLUMNS);
-                            r
-                        })
-                        .collect();
-                    let headers = &EVENT_HEADERS[..EVENT_TABLE_COLUMNS];
-                    print(&output::table(headers, &rows, 80, &["TIME", "TOKEN"]))?;
-                    if let Some(c) = &list.next_cursor {
-                        let _ = writeln!(std::io::stderr(), "more events: add --cursor {c}");
-                    }
-                    Ok(())
-                }
-            }
+        AuditCmd::Query(a) => investigate::run_query(client, format, &a.filters, a.order, a.limit, a.cursor).await,
+        AuditCmd::Stats { group_by, filters, limit } => {
+            investigate::run_stats(client, format, &filters, &group_by, limit).await
+        }
+        AuditCmd::Explain { event_id } => investigate::run_explain(client, format, &event_id).await,
+        AuditCmd::Tail { filters, follow, lines } => {
+            investigate::run_tail(client, format, &filters, lines, follow).await
+        }
+        AuditCmd::Export { filters, out } => {
+            let csv = match format {
+                Format::Csv => true,
+                Format::Json | Format::Table => false,
+            };
+            investigate::run_export(client, &filters, csv, out.as_deref()).await
         }
     }
 }

@@ -145,10 +145,9 @@ impl Engine {
         event.required_scope = Some(token::Scope::tokentrail_admin().to_string());
         event.granted_scopes = by.scopes.iter().map(ToString::to_string).collect();
         event.status = Some(200);
-        // The erased value itself is personal: it goes into the event's erasable details only.
+        // The erased value itself is not recorded: the request was to forget it.
         event.details.insert("erased_field".to_owned(), field.to_owned());
-        event.details.insert("erased_value".to_owned(), value.clone());
-        event.explanation = Some(format!("erased the personal values of events by {field}"));
+        event.explanation = Some(format!("erased the personal values of the events of one {field}"));
         Ok(self.store.erase(erasure, &mut event)?)
     }
 }

@@ -441,6 +441,36 @@ impl Engine {
         Ok(seqs.and_then(|s| s.first().copied()))
     }
 
+    /// Appends a batch through the group-commit writer and waits until it is recorded.
+    /// Blocking: call from a blocking thread.
+    pub fn record_batch_blocking(&self, events: Vec<Event>) -> Result<Option<Vec<u64>>> {
+        self.recorder.submit_blocking(events)?.wait_blocking()
+    }
+
+    /// Records an admin action that changes no token (an ingest), with its counts.
+    pub fn record_admin_note(
+        &self,
+        by: &Principal,
+        ctx: &RequestContext,
+        operation: &str,
+        count: u64,
+        skipped: u64,
+    ) -> Result<()> {
+        let mut e = self.new_event(Kind::Admin, "admin", Reason::Ok)?;
+        Self::fill_context(&mut e, ctx);
+        e.token_id = Some(by.token_id.clone());
+        e.owner = Some(by.owner.clone());
+        e.operation = Some(operation.to_owned());
+        e.required_scope = Some(Scope::tokentrail_admin().to_string());
+        e.granted_scopes = by.scopes.iter().map(ToString::to_string).collect();
+        e.status = Some(200);
+        e.details.insert("events".to_owned(), count.to_string());
+        e.details.insert("skipped".to_owned(), skipped.to_string());
+        e.explanation = Some(format!("{operation}: {count} events ({skipped} lines skipped)"));
+        self.record_blocking(e)?;
+        Ok(())
+    }
+
     /// Appends events through the group-commit writer (async); resolves to their positions in
     /// durable mode, `None` in buffered mode.
     pub async fn record(&self, events: Vec<Event>) -> Result<Option<Vec<u64>>> {

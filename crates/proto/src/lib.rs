@@ -343,6 +343,210 @@ pub struct EraseResult {
     pub erased: u64,
 }
 
+/// One group of `GET /v1/audit/stats`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct StatGroup {
+    /// The group's key: a token id, owner, route, resource, reason, decision, address, network
+    /// (`10.1.2.0/24`, `2001:db8:1::/48`), hour (`2026-11-27T19:00Z`) or day (`2026-11-27`);
+    /// `-` when absent or erased.
+    pub key: String,
+    /// Events.
+    pub count: u64,
+    /// Allowed events.
+    pub allowed: u64,
+    /// Denied events.
+    pub denied: u64,
+    /// Distinct source addresses.
+    pub distinct_ips: u64,
+    /// Response bytes.
+    pub bytes: u64,
+}
+
+/// `GET /v1/audit/stats`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Stats {
+    /// The grouping.
+    pub group_by: String,
+    /// Groups: largest first, or in time order for `hour` and `day`.
+    pub groups: Vec<StatGroup>,
+}
+
+/// Where an unresolved credential was presented.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct FingerprintView {
+    /// The keyed fingerprint.
+    pub fingerprint: String,
+    /// How often it was presented.
+    pub count: u64,
+    /// From which addresses, most frequent first: `[address, count]`.
+    pub addresses: Vec<(String, u64)>,
+    /// First presentation.
+    pub first_seen: Option<String>,
+    /// Last presentation.
+    pub last_seen: Option<String>,
+}
+
+/// `GET /v1/audit/events/{id}/explain`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Explanation {
+    /// The event explained.
+    pub event: EventView,
+    /// One sentence: what happened and why.
+    pub summary: String,
+    /// `allow` or `deny`.
+    pub decision: String,
+    /// The reason code.
+    pub reason: String,
+    /// The scope the request needed.
+    pub required_scope: Option<String>,
+    /// The scopes the token held then.
+    pub granted_scopes: Vec<String>,
+    /// The failing constraint's values and derived facts (`expired_ago`).
+    pub constraint: BTreeMap<String, String>,
+    /// A concrete change that would make such a request succeed.
+    pub fix: Option<String>,
+    /// For an unresolved credential: how often and from where it was presented.
+    pub fingerprint: Option<FingerprintView>,
+}
+
+/// `GET /v1/tokens/{id}/activity`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Activity {
+    /// The token now.
+    pub token: TokenView,
+    /// Created, updated, rotated, revoked: by whom and when, oldest first.
+    pub lifecycle: Vec<EventView>,
+    /// Allowed and denied requests per day.
+    pub daily: Vec<StatGroup>,
+    /// Routes used.
+    pub routes: Vec<StatGroup>,
+    /// Resources used.
+    pub resources: Vec<StatGroup>,
+    /// Networks used from.
+    pub networks: Vec<StatGroup>,
+    /// The latest denials, newest first.
+    pub recent_denials: Vec<EventView>,
+    /// The last request seen with the token.
+    pub last_seen: Option<String>,
+    /// `last_used_at` of the token record.
+    pub last_used_at: Option<String>,
+}
+
+/// One line of an NDJSON ingest: the audit event schema, where every field but `time` and
+/// `reason` may be absent.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IngestEvent {
+    /// Kept when present and unique; assigned otherwise.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Ignored: positions are assigned by the ledger.
+    #[serde(default)]
+    pub seq: Option<u64>,
+    /// RFC 3339.
+    pub time: String,
+    /// `access` (default) or `admin`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Kept; `ingest` when absent.
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub token_id: Option<String>,
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub token_fingerprint: Option<String>,
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub source_ip: Option<String>,
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub user_agent: Option<String>,
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub method: Option<String>,
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub path: Option<String>,
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub route: Option<String>,
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub resource: Option<String>,
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub action: Option<String>,
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub sensitivity: Vec<String>,
+    /// Must agree with `reason` when present.
+    #[serde(default)]
+    pub decision: Option<String>,
+    /// A reason code.
+    pub reason: String,
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub status: Option<u16>,
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub latency_ms: Option<f64>,
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub bytes_out: Option<u64>,
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub request_id: Option<String>,
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub node: Option<String>,
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub operation: Option<String>,
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub target: Option<String>,
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub required_scope: Option<String>,
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub granted_scopes: Vec<String>,
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub explanation: Option<String>,
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub details: BTreeMap<String, String>,
+    /// Ignored on ingest (an ingested event's values are present).
+    #[serde(default)]
+    pub erased: bool,
+}
+
+/// One rejected line of an ingest.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct LineError {
+    /// 1-based line number.
+    pub line: u64,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The result of an ingest.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct IngestResult {
+    /// Events appended.
+    pub ingested: u64,
+    /// Lines skipped (with `skip_invalid`).
+    pub skipped: u64,
+    /// The rejected lines (all of them when the ingest failed, the skipped ones otherwise).
+    pub errors: Vec<LineError>,
+}
+
 /// `GET /v1/audit/events`.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct EventList {

@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 pub mod auditor;
 pub mod extract;
 pub mod gateway;
+pub mod ingest;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
@@ -130,6 +131,11 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/tokens/{id}/rotate", post(tokens::rotate))
         .route("/v1/audit/events", get(audit::list))
         .route("/v1/audit/events/{id}", get(audit::show))
+        .route("/v1/audit/events/{id}/explain", get(audit::explain))
+        .route("/v1/audit/stats", get(audit::stats))
+        .route("/v1/audit/stream", get(audit::stream))
+        .route("/v1/audit/ingest", post(audit::ingest).layer(DefaultBodyLimit::max(64 << 20)))
+        .route("/v1/tokens/{id}/activity", get(audit::activity))
         .route("/v1/audit/events/{id}/leaf", get(ledger::leaf))
         .route("/v1/audit/events/{id}/proof", get(ledger::proof))
         .route("/v1/audit/consistency", get(ledger::consistency))

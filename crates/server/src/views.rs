@@ -120,3 +120,114 @@ pub fn event_from_view(v: &proto::EventView) -> Result<Event, String> {
     e.erased = v.erased;
     Ok(e)
 }
+
+/// A stats row as the API shows it.
+pub fn stat_group(r: &store::StatRow) -> proto::StatGroup {
+    proto::StatGroup {
+        key: r.key.clone(),
+        count: r.count,
+        allowed: r.allowed,
+        denied: r.denied,
+        distinct_ips: r.distinct_ips,
+        bytes: r.bytes,
+    }
+}
+
+/// An explanation as the API shows it.
+pub fn explanation(x: &engine::investigate::Explained) -> proto::Explanation {
+    proto::Explanation {
+        event: event_view(&x.event),
+        summary: x.summary.clone(),
+        decision: x.event.decision.as_str().to_owned(),
+        reason: x.event.reason.as_str().to_owned(),
+        required_scope: x.event.required_scope.clone(),
+        granted_scopes: x.event.granted_scopes.clone(),
+        constraint: x.constraint.clone(),
+        fix: x.fix.clone(),
+        fingerprint: x.fingerprint.as_ref().map(|f| proto::FingerprintView {
+            fingerprint: f.fingerprint.clone(),
+            count: f.count,
+            addresses: f.addresses.clone(),
+            first_seen: f.first_seen.map(format_time),
+            last_seen: f.last_seen.map(format_time),
+        }),
+    }
+}
+
+/// A token's timeline as the API shows it.
+pub fn activity(a: &engine::investigate::Activity, now: Timestamp) -> proto::Activity {
+    proto::Activity {
+        token: token_view(&a.token, now),
+        lifecycle: a.lifecycle.iter().map(event_view).collect(),
+        daily: a.daily.iter().map(stat_group).collect(),
+        routes: a.routes.iter().map(stat_group).collect(),
+        resources: a.resources.iter().map(stat_group).collect(),
+        networks: a.networks.iter().map(stat_group).collect(),
+        recent_denials: a.recent_denials.iter().map(event_view).collect(),
+        last_seen: a.last_seen.map(format_time),
+        last_used_at: a.token.last_used_at.map(format_time),
+    }
+}
+
+/// An ingested line as an event: every present field checked, absent ones defaulted (`kind`
+/// access, `source` ingest, `decision` from the reason). `id` is `None` when it must be assigned.
+pub fn ingest_event(v: proto::IngestEvent) -> Result<(Option<String>, Event), String> {
+    use ledger::event::{Kind, Verdict};
+    let time: Timestamp = v.time.parse().map_err(|_| format!("time: {:?} is not an RFC 3339 time", v.time))?;
+    let kind = match v.kind.as_deref() {
+        None => Kind::Access,
+        Some(k) => Kind::parse(k).ok_or_else(|| format!("kind: {k:?} is not access or admin"))?,
+    };
+    let reason =
+        token::Reason::parse(&v.reason).ok_or_else(|| format!("reason: {:?} is not a reason code", v.reason))?;
+    if let Some(d) = &v.decision {
+        let d = Verdict::parse(d).ok_or_else(|| format!("decision: {d:?} is not allow or deny"))?;
+        if d != Verdict::of(reason) {
+            return Err(format!("decision: {:?} contradicts reason {:?}", d.as_str(), v.reason));
+        }
+    }
+    if let Some(id) = &v.id
+        && (id.is_empty() || id.len() > 128 || id.chars().any(char::is_control))
+    {
+        return Err("id: must be 1 to 128 printable characters".to_owned());
+    }
+    let source = v.source.unwrap_or_else(|| "ingest".to_owned());
+    if source.is_empty() || source.len() > 64 {
+        return Err("source: must be 1 to 64 characters".to_owned());
+    }
+    if let Some(ip) = &v.source_ip
+        && ip.parse::<std::net::IpAddr>().is_err()
+        && ip.chars().any(char::is_control)
+    {
+        return Err("source_ip: must not contain control characters".to_owned());
+    }
+    let latency_us = match v.latency_ms {
+        Some(ms) if ms.is_finite() && ms >= 0.0 => Some((ms * 1000.0).round() as u64),
+        Some(ms) => return Err(format!("latency_ms: {ms} is not a duration")),
+        None => None,
+    };
+    let mut e = Event::new(String::new(), time, kind, &source, reason);
+    e.token_id = v.token_id;
+    e.token_fingerprint = v.token_fingerprint;
+    e.owner = v.owner;
+    e.source_ip = v.source_ip;
+    e.user_agent = v.user_agent;
+    e.method = v.method;
+    e.path = v.path.map(|p| token::redact_path(p.split('?').next().unwrap_or(&p)).into_owned());
+    e.route = v.route;
+    e.resource = v.resource;
+    e.action = v.action;
+    e.sensitivity = v.sensitivity;
+    e.status = v.status;
+    e.latency_us = latency_us;
+    e.bytes_out = v.bytes_out;
+    e.request_id = v.request_id;
+    e.node = v.node;
+    e.operation = v.operation;
+    e.target = v.target;
+    e.required_scope = v.required_scope;
+    e.granted_scopes = v.granted_scopes;
+    e.explanation = v.explanation;
+    e.details = v.details;
+    Ok((v.id, e))
+}

@@ -71,6 +71,9 @@ impl<S: Store> Store for FaultInjected<S> {
     fn list_events(&self, query: &EventQuery) -> Result<Page<Event>> {
         self.inner.list_events(query)
     }
+    fn existing_ids(&self, ids: &[String]) -> Result<std::collections::HashSet<String>> {
+        self.inner.existing_ids(ids)
+    }
     fn stats(&self, query: &EventQuery, group_by: crate::GroupBy, limit: u32) -> Result<Vec<crate::StatRow>> {
         self.inner.stats(query, group_by, limit)
     }

@@ -263,6 +263,9 @@ pub trait Store: Send + Sync + 'static {
     /// One event by id.
     fn get_event(&self, id: &str) -> Result<Option<Event>>;
 
+    /// Which of `ids` are already events.
+    fn existing_ids(&self, ids: &[String]) -> Result<std::collections::HashSet<String>>;
+
     /// Events matching a query.
     fn list_events(&self, query: &EventQuery) -> Result<Page<Event>>;
 

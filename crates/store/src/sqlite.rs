@@ -190,6 +190,7 @@ fn configure(conn: &Connection) -> Result<()> {
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
+         PRAGMA secure_delete = ON;
          PRAGMA foreign_keys = ON;
          PRAGMA busy_timeout = 5000;
          PRAGMA cache_size = -65536;
@@ -259,6 +260,15 @@ impl SqliteStore {
             *frontier = saved;
         }
         result
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // A clean close folds the write-ahead log into the database and empties it.
+        self.readers.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        let w = self.writer.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = w.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
     }
 }
 
@@ -955,6 +965,24 @@ impl Store for SqliteStore {
         })
     }
 
+    fn existing_ids(&self, ids: &[String]) -> Result<std::collections::HashSet<String>> {
+        let mut found = std::collections::HashSet::new();
+        self.read(|c| {
+            for chunk in ids.chunks(500) {
+                let placeholders = (1..=chunk.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+                let mut stmt =
+                    c.prepare(&format!("SELECT id FROM events WHERE id IN ({placeholders})")).map_err(classify)?;
+                let rows = stmt
+                    .query_map(rusqlite::params_from_iter(chunk), |r| r.get::<_, String>(0))
+                    .map_err(classify)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(classify)?;
+                found.extend(rows);
+            }
+            Ok(found)
+        })
+    }
+
     fn stats(&self, q: &EventQuery, group_by: crate::GroupBy, limit: u32) -> Result<Vec<crate::StatRow>> {
         use crate::GroupBy as G;
         let key = match group_by {
@@ -1088,16 +1116,33 @@ impl Store for SqliteStore {
     }
 
     fn erase(&self, erasure: &crate::Erasure, event: &mut Event) -> Result<u64> {
+        // Also events whose explanation or details quote the value (the admin event that created
+        // a token for this owner, a denial naming this address), and token owners: the person's
+        // name must not survive anywhere in the data directory.
         let (column, value) = match erasure {
             crate::Erasure::Owner(o) => ("owner", o),
             crate::Erasure::SourceIp(ip) => ("source_ip", ip),
         };
-        self.write_log(|tx, frontier| {
-            let n =
-                tx.execute(&format!("DELETE FROM event_personal WHERE {column} = ?1"), [value]).map_err(classify)?;
+        let n = self.write_log(|tx, frontier| {
+            let n = tx
+                .execute(
+                    &format!(
+                        "DELETE FROM event_personal WHERE {column} = ?1 OR instr(details, ?1) > 0 OR instr(explanation, ?1) > 0"
+                    ),
+                    [value],
+                )
+                .map_err(classify)?;
+            if column == "owner" {
+                tx.execute("UPDATE tokens SET owner = 'erased' WHERE owner = ?1", [value]).map_err(classify)?;
+            }
             append_in(tx, frontier, std::slice::from_mut(event))?;
             Ok(n as u64)
-        })
+        })?;
+        // Old copies of the erased rows live on in the write-ahead log until it is checkpointed;
+        // secure_delete has zeroed them in the database, so fold the log in and truncate it.
+        let w = lock(&self.writer);
+        w.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(classify)?;
+        Ok(n)
     }
 
     fn meta_get(&self, key: &str) -> Result<Option<String>> {

@@ -17,8 +17,8 @@ use crate::{AppState, blocking};
 /// Largest page of events.
 const MAX_LIMIT: u32 = 1000;
 
-/// Filters of `GET /v1/audit/events`.
-#[derive(Debug, Deserialize, IntoParams)]
+/// Filters of `GET /v1/audit/events`, `/v1/audit/stats` and `/v1/audit/stream`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct EventParams {
@@ -26,23 +26,52 @@ pub struct EventParams {
     pub kind: Option<String>,
     /// The token that acted.
     pub token_id: Option<String>,
+    /// The keyed fingerprint of an unresolved credential (`fp_…`).
+    pub fingerprint: Option<String>,
+    /// The token's owner.
+    pub owner: Option<String>,
+    /// An address or a network (`10.0.0.0/8`, `2001:db8::/32`).
+    pub source_ip: Option<String>,
+    /// Route template, e.g. `GET /v1/patients/{id}`.
+    pub route: Option<String>,
+    /// Resource.
+    pub resource: Option<String>,
+    /// Action.
+    pub action: Option<String>,
+    /// A sensitivity label (`phi`, `pii`, …).
+    pub sensitivity: Option<String>,
     /// Admin events about this token.
     pub target: Option<String>,
-    /// Event source (`admin`, `gateway`, …).
+    /// Event source (`admin`, `gateway`, `verify`, `authz`, an ingest source).
     pub source: Option<String>,
     /// `allow` or `deny`.
     pub decision: Option<String>,
     /// Reason code.
     pub reason: Option<String>,
+    /// From this time: RFC 3339, or relative (`15m`, `24h`, `7d` ago).
+    pub since: Option<String>,
+    /// Before this time: RFC 3339, or relative.
+    pub until: Option<String>,
     /// `desc` (newest first, the default) or `asc`.
     pub order: Option<String>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
-    /// Page size, 1 to 1000 (default 100).
+    /// Page size (events: 1 to 1000, default 100; stats: groups, default 100).
     pub limit: Option<u32>,
+    /// Stats only: token, owner, route, resource, reason, decision, source_ip, network, hour, day.
+    pub group_by: Option<String>,
 }
 
-fn query(p: &EventParams) -> Result<(EventQuery, String), ApiError> {
+/// Which endpoint the parameters are for (each takes a subset).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Use {
+    Events,
+    Stats,
+    Stream,
+}
+
+/// The store query for the parameters; every problem is listed.
+pub(crate) fn query(p: &EventParams, now: jiff::Timestamp, use_: Use) -> Result<(EventQuery, String), ApiError> {
     let mut errors = Vec::new();
     let mut bad = |field: &str, message: String| errors.push(proto::FieldError { field: field.to_owned(), message });
     let kind = p.kind.as_deref().and_then(|k| {
@@ -64,6 +93,29 @@ fn query(p: &EventParams) -> Result<(EventQuery, String), ApiError> {
             None
         })
     });
+    let source_ip = p.source_ip.as_deref().and_then(|s| match token::parse_cidr(s) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            bad("source_ip", e.to_string());
+            None
+        }
+    });
+    let mut time = |field: &str, v: &Option<String>| {
+        v.as_deref().and_then(|s| match engine::investigate::parse_time(field, s, now) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                bad(&e.field, e.message);
+                None
+            }
+        })
+    };
+    let since = time("since", &p.since);
+    let until = time("until", &p.until);
+    if let (Some(s), Some(u)) = (since, until)
+        && s >= u
+    {
+        bad("until", "must be after since".to_owned());
+    }
     let order = match p.order.as_deref() {
         None | Some("desc") => Order::Desc,
         Some("asc") => Order::Asc,
@@ -76,9 +128,29 @@ fn query(p: &EventParams) -> Result<(EventQuery, String), ApiError> {
     if !(1..=MAX_LIMIT).contains(&limit) {
         bad("limit", format!("must be between 1 and {MAX_LIMIT}"));
     }
+    if use_ != Use::Stats && p.group_by.is_some() {
+        bad("group_by", "only /v1/audit/stats groups events".to_owned());
+    }
+    if use_ != Use::Events && (p.cursor.is_some() || p.order.is_some()) {
+        bad("cursor", "cursor and order apply to /v1/audit/events only".to_owned());
+    }
     let signature = format!(
-        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{order:?}",
-        p.kind, p.token_id, p.target, p.source, p.decision, p.reason
+        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{order:?}",
+        p.kind,
+        p.token_id,
+        p.fingerprint,
+        p.owner,
+        p.source_ip,
+        p.route,
+        p.resource,
+        p.action,
+        p.sensitivity,
+        p.target,
+        p.source,
+        p.decision,
+        p.reason,
+        since.map(|t| t.as_microsecond()),
+        until.map(|t| t.as_microsecond())
     );
     let after = p.cursor.as_deref().and_then(|c| {
         engine::decode_cursor(c, &signature).or_else(|| {
@@ -96,15 +168,15 @@ fn query(p: &EventParams) -> Result<(EventQuery, String), ApiError> {
         source: p.source.clone(),
         decision,
         reason,
-        token_fingerprint: None,
-        owner: None,
-        source_ip: None,
-        route: None,
-        resource: None,
-        action: None,
-        sensitivity: None,
-        since: None,
-        until: None,
+        token_fingerprint: p.fingerprint.clone(),
+        owner: p.owner.clone(),
+        source_ip,
+        route: p.route.clone(),
+        resource: p.resource.clone(),
+        action: p.action.clone(),
+        sensitivity: p.sensitivity.clone(),
+        since,
+        until,
         after,
         order,
         limit,
@@ -112,7 +184,7 @@ fn query(p: &EventParams) -> Result<(EventQuery, String), ApiError> {
     Ok((q, signature))
 }
 
-/// List audit events, newest first by default.
+/// List audit events, newest first.
 #[utoipa::path(get, path = "/v1/audit/events", tag = "audit", params(EventParams),
     security(("bearer" = [])),
     responses(
@@ -125,7 +197,7 @@ pub async fn list(
     admin: Admin,
     QueryParams(params): QueryParams<EventParams>,
 ) -> Result<Json<EventList>, ApiError> {
-    let (q, signature) = query(&params)?;
+    let (q, signature) = query(&params, state.engine.now(), Use::Events)?;
     let engine = state.engine.clone();
     let page = blocking(move || {
         let page = engine.list_events(&q)?;
@@ -164,4 +236,257 @@ pub async fn show(
     })
     .await?;
     Ok(Json(event_view(&event)))
+}
+
+/// Parameters of `GET /v1/tokens/{id}/activity`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ActivityParams {
+    /// From when: RFC 3339 or relative (`30d`, the default).
+    pub since: Option<String>,
+}
+
+fn group_by(s: Option<&str>) -> Result<store::GroupBy, ApiError> {
+    use store::GroupBy as G;
+    let g = match s {
+        Some("token") => G::Token,
+        Some("owner") => G::Owner,
+        Some("route") => G::Route,
+        Some("resource") => G::Resource,
+        Some("reason") => G::Reason,
+        Some("decision") => G::Decision,
+        Some("source_ip") => G::SourceIp,
+        Some("network") => G::Network,
+        Some("hour") => G::Hour,
+        Some("day") => G::Day,
+        other => {
+            let message = match other {
+                None => "is required".to_owned(),
+                Some(o) => format!("{o:?} is not a grouping"),
+            };
+            return Err(ApiError::invalid(vec![proto::FieldError {
+                field: "group_by".into(),
+                message: format!(
+                    "{message} (token, owner, route, resource, reason, decision, source_ip, network, hour, day)"
+                ),
+            }]));
+        }
+    };
+    Ok(g)
+}
+
+/// Counts of the matching events, grouped: allowed, denied, distinct addresses, bytes.
+#[utoipa::path(get, path = "/v1/audit/stats", tag = "audit", params(EventParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = proto::Stats),
+        (status = 400, description = "Invalid filter or grouping", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn stats(
+    State(state): State<AppState>,
+    admin: Admin,
+    QueryParams(params): QueryParams<EventParams>,
+) -> Result<Json<proto::Stats>, ApiError> {
+    let g = group_by(params.group_by.as_deref())?;
+    let (q, _) = query(&params, state.engine.now(), Use::Stats)?;
+    let engine = state.engine.clone();
+    let limit = q.limit;
+    let rows = blocking(move || {
+        let rows = engine.store().stats(&q, g, limit)?;
+        engine.record_read(&admin.principal, &admin.ctx, &Scope::tokentrail_admin(), 200)?;
+        Ok(rows)
+    })
+    .await?;
+    Ok(Json(proto::Stats {
+        group_by: params.group_by.unwrap_or_default(),
+        groups: rows.iter().map(crate::views::stat_group).collect(),
+    }))
+}
+
+/// Why a request was allowed or denied: the scope required and granted then, the failing
+/// constraint with its values, a concrete fix, and for an unresolvable credential how often and
+/// from where it was presented.
+#[utoipa::path(get, path = "/v1/audit/events/{id}/explain", tag = "audit", params(("id" = String, Path, description = "Event id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = proto::Explanation),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn explain(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<proto::Explanation>, ApiError> {
+    let engine = state.engine.clone();
+    let x = blocking(move || {
+        let x = engine.explain(&id);
+        engine.record_read(
+            &admin.principal,
+            &admin.ctx,
+            &Scope::tokentrail_admin(),
+            if x.is_ok() { 200 } else { 404 },
+        )?;
+        x
+    })
+    .await?;
+    Ok(Json(crate::views::explanation(&x)))
+}
+
+/// A token's timeline: lifecycle, daily allowed/denied counts, routes, resources and networks
+/// used, recent denials, last use.
+#[utoipa::path(get, path = "/v1/tokens/{id}/activity", tag = "tokens",
+    params(("id" = String, Path, description = "Token id"), ActivityParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = proto::Activity),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn activity(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    QueryParams(p): QueryParams<ActivityParams>,
+) -> Result<Json<proto::Activity>, ApiError> {
+    let now = state.engine.now();
+    let since = engine::investigate::parse_time("since", p.since.as_deref().unwrap_or("30d"), now)
+        .map_err(|e| ApiError::invalid(vec![proto::FieldError { field: e.field, message: e.message }]))?;
+    let engine = state.engine.clone();
+    let a = blocking(move || {
+        let a = engine.activity(&id, Some(since));
+        engine.record_read(
+            &admin.principal,
+            &admin.ctx,
+            &Scope::tokentrail_admin(),
+            if a.is_ok() { 200 } else { 404 },
+        )?;
+        a
+    })
+    .await?;
+    Ok(Json(crate::views::activity(&a, now)))
+}
+
+/// Live events as Server-Sent Events (`event: audit`, `id:` the position, `data:` the event
+/// JSON), filtered like `/v1/audit/events`. Starts after the newest event, or after
+/// `Last-Event-ID` when the client resumes.
+#[utoipa::path(get, path = "/v1/audit/stream", tag = "audit", params(EventParams),
+    security(("bearer" = [])),
+    responses((status = 200, description = "text/event-stream of events", content_type = "text/event-stream")))]
+pub async fn stream(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: axum::http::HeaderMap,
+    QueryParams(params): QueryParams<EventParams>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+    let (mut q, _) = query(&params, state.engine.now(), Use::Stream)?;
+    q.order = Order::Asc;
+    q.limit = 500;
+    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|s| s.parse::<i64>().ok());
+    let engine = state.engine.clone();
+    let start = blocking(move || {
+        engine.record_read(&admin.principal, &admin.ctx, &Scope::tokentrail_admin(), 200)?;
+        Ok(engine.store().event_count()? as i64 - 1)
+    })
+    .await?;
+    let after = resume.unwrap_or(start);
+    let engine = state.engine.clone();
+    let events = futures_util::stream::unfold(
+        (engine, q, after, std::collections::VecDeque::<ledger::event::Event>::new()),
+        |(engine, q, mut after, mut buffer)| async move {
+            loop {
+                if let Some(e) = buffer.pop_front() {
+                    let seq = e.seq.unwrap_or(0);
+                    let data = proto::to_json(&event_view(&e));
+                    let item = SseEvent::default().event("audit").id(seq.to_string()).data(data);
+                    return Some((Ok::<_, std::convert::Infallible>(item), (engine, q, after, buffer)));
+                }
+                let mut page_q = q.clone();
+                page_q.after = Some(after);
+                let e2 = engine.clone();
+                match tokio::task::spawn_blocking(move || e2.list_events(&page_q)).await {
+                    Ok(Ok(page)) if !page.items.is_empty() => {
+                        after = page.items.last().and_then(|e| e.seq).map_or(after, |s| s as i64);
+                        buffer.extend(page.items);
+                    }
+                    Ok(Ok(_)) => {
+                        // Nothing new matched; skip ahead past what exists so filters stay cheap.
+                        let e3 = engine.clone();
+                        if let Ok(Ok(n)) = tokio::task::spawn_blocking(move || e3.store().event_count()).await {
+                            after = after.max(n as i64 - 1);
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    }
+                    _ => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+                }
+            }
+        },
+    );
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// Query of `POST /v1/audit/ingest`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct IngestParams {
+    /// Skip bad lines instead of failing the whole ingest.
+    pub skip_invalid: Option<bool>,
+}
+
+/// Appends events in tokentrail's NDJSON schema (one per line). Every line is checked first: a
+/// bad line fails the whole ingest with every bad line listed by number, and nothing is written
+/// (or, with `skip_invalid=true`, bad lines are skipped and listed). Up to 64 MiB per request.
+#[utoipa::path(post, path = "/v1/audit/ingest", tag = "audit", params(IngestParams),
+    request_body(content = String, content_type = "application/x-ndjson", description = "One event per line"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = proto::IngestResult),
+        (status = 400, description = "Bad lines; nothing was written", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn ingest(
+    State(state): State<AppState>,
+    admin: Admin,
+    QueryParams(params): QueryParams<IngestParams>,
+    body: axum::body::Bytes,
+) -> Result<Json<proto::IngestResult>, ApiError> {
+    let engine = state.engine.clone();
+    let options = crate::ingest::Options { skip_invalid: params.skip_invalid.unwrap_or(false) };
+    let result = blocking(move || {
+        let mut open = || Ok(std::io::Cursor::new(body.clone()));
+        let mut new_id = || engine::random_id("ev_", 20).map_err(|e| e.to_string());
+        let recorder_engine = engine.clone();
+        let mut append = |batch: Vec<ledger::event::Event>| {
+            recorder_engine.record_batch_blocking(batch).map(|_| ()).map_err(|e| e.to_string())
+        };
+        let outcome = crate::ingest::run(&mut open, engine.store(), options, &mut new_id, &mut append, &mut |_, _| {});
+        Ok(outcome)
+    })
+    .await?;
+    match result {
+        Ok(r) => {
+            let engine = state.engine.clone();
+            let (ingested, skipped) = (r.ingested, r.skipped);
+            blocking(move || engine.record_admin_note(&admin.principal, &admin.ctx, "audit.ingest", ingested, skipped))
+                .await?;
+            Ok(Json(r))
+        }
+        Err(crate::ingest::IngestFailure::Invalid { errors, total }) => {
+            let mut e = ApiError::invalid(
+                errors
+                    .iter()
+                    .map(|l| proto::FieldError { field: format!("line {}", l.line), message: l.message.clone() })
+                    .collect(),
+            );
+            e.detail = Some(format!("{total} bad lines; nothing was written (pass skip_invalid=true to skip them)"));
+            Err(e)
+        }
+        Err(crate::ingest::IngestFailure::Io(m)) => Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "The ingest could not be completed",
+            m,
+        )),
+    }
 }
