@@ -4,8 +4,11 @@
 
 mod cli;
 mod crash;
+mod gateway;
 mod http;
 mod ledger;
+mod nginx;
 mod restart;
 mod secrets;
 mod testkit;
+mod upstream;

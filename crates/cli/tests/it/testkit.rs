@@ -365,3 +365,180 @@ pub(crate) fn unused_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("an address").port()
 }
+
+// Enforcement (issue 4): servers with a gateway, a plain HTTP client that sends any header, and
+// polling with a deadline.
+
+/// How long a test may wait for a condition that the server reaches by itself (a policy reload,
+/// a spool replay, a token's expiry).
+pub(crate) const EVENTUALLY: Duration = Duration::from_secs(20);
+
+/// How long one HTTP exchange may take before the test fails: generous, because it only guards
+/// against a hang; no test asserts on how long anything took.
+const HTTP_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A configuration for an in-process server with a gateway: the data directory in
+/// `root/data`, the admin API and the gateway on `127.0.0.1:0`, the route policy `policy`
+/// written to `root/policy.toml`, forwarding to `upstream`.
+pub(crate) fn gateway_config(root: &Path, policy: &str, upstream: &str) -> config::Config {
+    let policy_path = root.join("policy.toml");
+    fs::write(&policy_path, policy).expect("write the policy");
+    let mut config = config::Config::defaults(&config::Defaults { hostname: None });
+    config.data_dir = root.join("data");
+    config.listen = "127.0.0.1:0".parse().expect("a socket address");
+    config.policy = Some(policy_path);
+    config.gateway.upstream = Some(upstream.to_owned());
+    config.gateway.listen = "127.0.0.1:0".parse().expect("a socket address");
+    config
+}
+
+impl TestServer {
+    /// Starts a server with `config`, whose data directory is inside `root`, optionally with
+    /// store writes failing while the file `fail_writes_while` exists.
+    pub(crate) async fn start_config(
+        root: TempDir,
+        config: &config::Config,
+        fail_writes_while: Option<PathBuf>,
+    ) -> TestServer {
+        let running = server::start_with(config, fail_writes_while).await.expect("the server starts");
+        let addr = format!("http://{}", running.addr);
+        let admin_token = read_admin_token(&config.data_dir);
+        let client = Client::new(&addr, Some(admin_token.clone())).expect("a client");
+        TestServer { root, addr, admin_token, client, running: Some(running) }
+    }
+
+    /// The gateway's base URL, `http://127.0.0.1:PORT` (or `http://[::1]:PORT`).
+    pub(crate) fn gateway_url(&self) -> String {
+        let running = self.running.as_ref().expect("the server is running");
+        format!("http://{}", running.gateway_addr.expect("the gateway runs"))
+    }
+}
+
+/// One HTTP answer, from any server.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    /// Status code.
+    pub(crate) status: u16,
+    /// The HTTP version it came with.
+    pub(crate) version: hyper::Version,
+    /// Headers.
+    pub(crate) headers: hyper::HeaderMap,
+    /// The whole body.
+    pub(crate) body: hyper::body::Bytes,
+}
+
+impl Reply {
+    /// The single value of header `name`, if present (panics if it is not text).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap_or_else(|_| panic!("header {name} is not text")))
+    }
+
+    /// The body as text (lossy).
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON.
+    pub(crate) fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("the {} answer is not JSON ({e}): {}", self.status, self.text()))
+    }
+}
+
+/// A plain HTTP client that sends exactly the headers it is given (the admin client always adds
+/// its own `Authorization`).
+pub(crate) struct Http {
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<hyper::body::Bytes>,
+    >,
+}
+
+impl Http {
+    /// HTTP/1.1 with keep-alive.
+    pub(crate) fn new() -> Http {
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        Http { client }
+    }
+
+    /// HTTP/2 with prior knowledge (h2c without an upgrade).
+    pub(crate) fn http2() -> Http {
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build_http();
+        Http { client }
+    }
+
+    /// Sends one request to `url` with `headers` and `body`; fails the test if no answer comes.
+    pub(crate) async fn send(&self, method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        let mut req = hyper::Request::builder().method(method).uri(url);
+        for (n, v) in headers {
+            req = req.header(*n, *v);
+        }
+        let req = req
+            .body(http_body_util::Full::new(hyper::body::Bytes::copy_from_slice(body)))
+            .unwrap_or_else(|e| panic!("cannot build {method} {url}: {e}"));
+        let exchange = async {
+            let resp = self.client.request(req).await.unwrap_or_else(|e| panic!("{method} {url} failed: {e:?}"));
+            let (parts, body) = resp.into_parts();
+            let body = http_body_util::BodyExt::collect(body)
+                .await
+                .unwrap_or_else(|e| panic!("reading the answer to {method} {url} failed: {e}"))
+                .to_bytes();
+            Reply { status: parts.status.as_u16(), version: parts.version, headers: parts.headers, body }
+        };
+        tokio::time::timeout(HTTP_DEADLINE, exchange)
+            .await
+            .unwrap_or_else(|_| panic!("{method} {url} got no answer within {HTTP_DEADLINE:?}"))
+    }
+}
+
+/// Calls `probe` every 50 ms until it returns `Some`, and returns that; fails the test with
+/// `what` if `deadline` passes first.
+pub(crate) async fn eventually<T>(what: &str, deadline: Duration, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(started.elapsed() < deadline, "gave up after {deadline:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl ProcessServer {
+    /// Waits until the log has `n` lines whose message is `message`, and returns them.
+    pub(crate) async fn wait_for_log(&self, message: &str, n: usize) -> Vec<Value> {
+        let started = Instant::now();
+        loop {
+            let lines: Vec<Value> = log_lines(&self.log_path).into_iter().filter(|v| v["message"] == message).collect();
+            if lines.len() >= n {
+                return lines;
+            }
+            assert!(
+                started.elapsed() < EVENTUALLY,
+                "gave up after {EVENTUALLY:?} waiting for {n} log lines {message:?}; the log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until `done` holds; on the deadline, fails with `what` and the server's log.
+    pub(crate) async fn wait_until(&self, what: &str, mut done: impl FnMut() -> bool) {
+        let started = Instant::now();
+        while !done() {
+            assert!(
+                started.elapsed() < EVENTUALLY,
+                "gave up after {EVENTUALLY:?} waiting for {what}; the log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The process id, for signals.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server is running").id()
+    }
+}
