@@ -48,6 +48,8 @@ pub struct Auditor {
     pub unavailable_total: AtomicU64,
     /// Events waiting in the spool now.
     pub pending: AtomicU64,
+    /// Decisions recorded, by source and reason.
+    decisions: Mutex<std::collections::BTreeMap<(String, &'static str), u64>>,
 }
 
 impl Auditor {
@@ -67,6 +69,7 @@ impl Auditor {
             replayed_total: AtomicU64::new(0),
             unavailable_total: AtomicU64::new(0),
             pending: AtomicU64::new(pending),
+            decisions: Mutex::new(std::collections::BTreeMap::new()),
         })
     }
 
@@ -76,8 +79,41 @@ impl Auditor {
         self.healthy.load(Ordering::Acquire)
     }
 
+    /// The Prometheus lines of the auditor: decisions by source and reason, spool and
+    /// audit-unavailable counters.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        out.push_str("# HELP tokentrail_decisions_total Access decisions recorded, by source and reason.\n");
+        out.push_str("# TYPE tokentrail_decisions_total counter\n");
+        for ((source, reason), n) in self.decisions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+            let _ = writeln!(out, "tokentrail_decisions_total{{source=\"{source}\",reason=\"{reason}\"}} {n}");
+        }
+        let counters = [
+            ("tokentrail_audit_spooled_total", "Events written to the spool because the ledger could not take them.", &self.spooled_total),
+            ("tokentrail_audit_replayed_total", "Spooled events replayed into the ledger.", &self.replayed_total),
+            ("tokentrail_audit_unavailable_total", "Requests answered 503 audit_unavailable.", &self.unavailable_total),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP tokentrail_audit_spool_pending Events waiting in the spool.\n# TYPE tokentrail_audit_spool_pending gauge\ntokentrail_audit_spool_pending {}",
+            self.pending.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tokentrail_audit_healthy Whether the ledger is writing (1) or events are being spooled (0).\n# TYPE tokentrail_audit_healthy gauge\ntokentrail_audit_healthy {}",
+            u8::from(self.healthy())
+        );
+    }
+
     /// Records an event: in the ledger within the timeout, else in the spool.
     pub async fn record(&self, event: Event) -> Result<Recorded, Lost> {
+        if event.kind == ledger::event::Kind::Access {
+            let mut d = self.decisions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            *d.entry((event.source.clone(), event.reason.as_str())).or_default() += 1;
+        }
         if !self.spooling.load(Ordering::Acquire) {
             let id = event.id.clone();
             match tokio::time::timeout(self.timeout, self.engine.record(vec![event.clone()])).await {

@@ -69,9 +69,21 @@ impl ClientAddress {
     /// The client's address: the peer's, unless the peer is a trusted proxy, in which case the
     /// right-most `X-Forwarded-For` address that is not itself a trusted proxy, else `X-Real-IP`.
     pub fn resolve(&self, peer: IpAddr, headers: &hyper::HeaderMap) -> IpAddr {
+        self.resolve_preferring(peer, headers, false)
+    }
+
+    /// [`ClientAddress::resolve`], but `X-Real-IP` first when `real_ip_first`: an auth
+    /// subrequest (nginx) carries the client's own `X-Forwarded-For` along, while `X-Real-IP`
+    /// is set by the proxy itself.
+    pub fn resolve_preferring(&self, peer: IpAddr, headers: &hyper::HeaderMap, real_ip_first: bool) -> IpAddr {
         let peer = peer.to_canonical();
         if !token::cidr_contains(&self.trusted_proxies, peer) {
             return peer;
+        }
+        let real_ip =
+            headers.get("x-real-ip").and_then(|v| v.to_str().ok()).and_then(|s| s.trim().parse::<IpAddr>().ok());
+        if real_ip_first && let Some(ip) = real_ip {
+            return ip.to_canonical();
         }
         let forwarded: Vec<IpAddr> = headers
             .get_all("x-forwarded-for")
@@ -219,12 +231,7 @@ impl Gateway {
         let started = Instant::now();
         let client_ip = self.addresses.resolve(peer.ip(), req.headers());
         let presented = credential(req.headers(), self.credential_header.as_ref());
-        let request_id = req
-            .headers()
-            .get(REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
-            .map_or_else(|| engine::random_id("req_", 16).unwrap_or_default(), str::to_owned);
+        let request_id = request_id(req.headers());
         let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let method = req.method().as_str().to_owned();
         let path = req.uri().path().to_owned();
@@ -251,12 +258,12 @@ impl Gateway {
             let resp = denial_response(&outcome, status, &request_id);
             outcome.event.bytes_out = Some(body_len(&resp));
             if !self.record(outcome.event.clone()).await {
-                return self.unavailable(outcome, &request_id);
+                return self.unavailable(outcome, &request_id).await;
             }
             return resp;
         }
         if outcome.on_audit_failure == OnAuditFailure::Deny && !self.auditor.healthy() {
-            return self.unavailable(outcome, &request_id);
+            return self.unavailable(outcome, &request_id).await;
         }
 
         // Forward: the credential stays here; the upstream learns who called.
@@ -315,7 +322,8 @@ impl Gateway {
         };
         outcome.event.status = Some(head.status.as_u16());
         outcome.event.latency_us = Some(elapsed_us(started));
-        outcome.event.bytes_out = bytes_out;
+        // A HEAD response announces a length but sends no body.
+        outcome.event.bytes_out = if method == "HEAD" { Some(0) } else { bytes_out };
         if bytes_out.is_none() {
             outcome
                 .event
@@ -332,7 +340,8 @@ impl Gateway {
         Response::from_parts(head, body)
     }
 
-    fn unavailable(&self, mut outcome: AccessOutcome, request_id: &str) -> Response<Body> {
+    /// Answers 503 `audit_unavailable`, after the event saying so is in the spool (synced).
+    async fn unavailable(&self, mut outcome: AccessOutcome, request_id: &str) -> Response<Body> {
         self.auditor.unavailable_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         outcome.decision.reason = Reason::AuditUnavailable;
         outcome.decision.explanation.message =
@@ -343,12 +352,10 @@ impl Gateway {
         outcome.event.explanation = Some(outcome.decision.explanation.message.clone());
         outcome.retry_after = Some(std::time::Duration::from_secs(1));
         let resp = denial_response(&outcome, StatusCode::SERVICE_UNAVAILABLE, request_id);
-        let auditor = self.auditor.clone();
-        let event = outcome.event;
-        // The ledger is down: this goes to the spool (or is lost only if the spool fails too).
-        tokio::spawn(async move {
-            let _ = auditor.record(event).await;
-        });
+        // The ledger is down: this goes to the spool, before the answer leaves.
+        if let Err(lost) = self.auditor.record(outcome.event).await {
+            tracing::error!(error = %lost.0, "a refused request's event could not be recorded anywhere");
+        }
         resp
     }
 
@@ -374,6 +381,15 @@ impl Gateway {
         }
         r
     }
+}
+
+/// The caller's `X-Request-Id` when it is 1 to 128 printable characters, else a new one.
+pub fn request_id(headers: &hyper::HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| engine::random_id("req_", 16).unwrap_or_default(), str::to_owned)
 }
 
 fn elapsed_us(started: Instant) -> u64 {

@@ -252,6 +252,14 @@ fn watch_policy(engine: Arc<Engine>, path: std::path::PathBuf, mut stop: watch::
                 continue;
             }
             seen = now;
+            // A file being rewritten in place can be read half-written (even empty, which is a
+            // valid deny-all policy): apply it only once two reads a moment apart agree.
+            let first = std::fs::read(&path).ok();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if std::fs::read(&path).ok() != first {
+                seen = None;
+                continue;
+            }
             match load_policy(&path) {
                 Ok(p) => {
                     let routes = p.routes().len();

@@ -74,6 +74,7 @@ pub async fn verify(
         return Err(ApiError::invalid(errors));
     }
     let engine = state.engine.clone();
+    let request_id = gateway::request_id(&headers);
     let outcome = blocking(move || {
         let required = match (&scope, &req.method, &req.path) {
             (Some(s), _, _) => Required::Scope(s),
@@ -86,7 +87,7 @@ pub async fn verify(
             required,
             source_ip,
             user_agent: None,
-            request_id: None,
+            request_id: Some(&request_id),
         })?;
         o.event.details.insert("caller".to_owned(), caller.token_id.clone());
         Ok(o)
@@ -160,9 +161,9 @@ pub async fn authz(
         },
     };
     let path = orig_uri.split('?').next().unwrap_or("/").to_owned();
-    let client_ip = state.addresses.resolve(peer.ip(), &headers);
+    let client_ip = state.addresses.resolve_preferring(peer.ip(), &headers, true);
     let presented = gateway::credential(&headers, state.credential_header.as_ref());
-    let request_id = header("x-request-id");
+    let request_id = Some(gateway::request_id(&headers));
     let user_agent = header("user-agent");
     let engine = state.engine.clone();
     let decided = blocking(move || {

@@ -36,7 +36,8 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let engine = state.engine.clone();
     let gauges = blocking(move || Ok((engine.token_counts()?, engine.store().event_count()?))).await.ok();
-    let body = state.metrics.render(gauges.as_ref().map(|(c, _)| c), gauges.as_ref().map(|(_, n)| *n));
+    let mut body = state.metrics.render(gauges.as_ref().map(|(c, _)| c), gauges.as_ref().map(|(_, n)| *n));
+    state.auditor.render_metrics(&mut body);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }
 

@@ -1,0 +1,399 @@
+//! Detectors of unusual activity by a token, each against the token's own history:
+//! `dormant_reactivation` (first use after a long silence), `enumeration` (many distinct object
+//! ids on one route template, far above the token's usual number: BOLA, OWASP API1),
+//! `volume_spike` (a request rate far above the token's usual rate) and
+//! `first_sensitive_access` (the first access to a sensitivity label the token never touched).
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use jiff::Timestamp;
+use ledger::event::{Event, format_time};
+
+use super::{Bounded, History, allowed_access, secs, sensitive, token_access, what};
+use crate::{DetectConfig, Detector, Finding, FindingType, Open, Severity};
+
+/// The dormant-reactivation detector.
+pub(crate) struct Dormant {
+    config: DetectConfig,
+    last: Bounded<String, (i64, Option<Open>)>,
+}
+
+impl Dormant {
+    pub(crate) fn new(config: &DetectConfig) -> Self {
+        Dormant { config: config.clone(), last: Bounded::new(config.max_keys) }
+    }
+}
+
+impl Detector for Dormant {
+    fn name(&self) -> &'static str {
+        FindingType::DormantReactivation.as_str()
+    }
+
+    fn observe(&mut self, e: &Event, out: &mut Vec<Finding>) {
+        let Some(token) = token_access(e) else { return };
+        let now = secs(e.time);
+        let silence = i64::from(self.config.dormant_days) * 86_400;
+        let (last, open) = self.last.touch(&token.to_owned(), now, || (now, None));
+        let gap = now - *last;
+        if gap >= silence {
+            let last_time = Timestamp::from_second(*last).map(format_time).unwrap_or_default();
+            let summary =
+                format!("token {token} {} after {} days of silence (last use {last_time})", what(e), gap / 86_400);
+            let severity = if sensitive(e) { Severity::Medium.raised() } else { Severity::Medium };
+            let mut d = BTreeMap::new();
+            d.insert("silent_days".into(), (gap / 86_400).to_string());
+            d.insert("last_use".into(), last_time);
+            let o =
+                Open::start(FindingType::DormantReactivation, &format!("{token}|{}", *last), severity, e, summary, d);
+            out.push(o.finding.clone());
+            *open = Some(o);
+        } else if let Some(o) = open.as_mut()
+            && now - secs(o.finding.last_seen) <= 3600
+        {
+            o.extend(e, o.finding.severity, None);
+            out.push(o.finding.clone());
+        }
+        *last = now;
+    }
+
+    fn prune(&mut self, now: Timestamp) {
+        // A silent token must be remembered for longer than the silence that matters.
+        let keep = i64::from(self.config.dormant_days).max(1) * 86_400 * 13;
+        self.last.prune(secs(now) - keep);
+    }
+
+    fn tracked(&self) -> usize {
+        self.last.len()
+    }
+
+    fn bound(&self) -> usize {
+        self.last.cap()
+    }
+}
+
+/// The object ids of a path, from the `{param}` segments of its route template.
+fn object_ids(route: &str, path: &str) -> Option<String> {
+    let template = route.split_once(' ').map_or(route, |(_, t)| t);
+    let tsegs: Vec<&str> = template.trim_start_matches('/').split('/').collect();
+    let psegs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if tsegs.last() == Some(&"*") || tsegs.len() != psegs.len() {
+        return None;
+    }
+    let ids: Vec<&str> =
+        tsegs.iter().zip(&psegs).filter(|(t, _)| t.starts_with('{') && t.ends_with('}')).map(|(_, p)| *p).collect();
+    if ids.is_empty() { None } else { Some(ids.join("/")) }
+}
+
+struct Enum {
+    bucket: i64,
+    ids: HashSet<String>,
+    evidence: Vec<(Timestamp, String)>,
+    usual: f64,
+    buckets: u32,
+    open: Option<Open>,
+}
+
+/// The enumeration detector.
+pub(crate) struct Enumeration {
+    config: DetectConfig,
+    keys: Bounded<String, Enum>,
+}
+
+impl Enumeration {
+    pub(crate) fn new(config: &DetectConfig) -> Self {
+        Enumeration { config: config.clone(), keys: Bounded::new(config.max_keys) }
+    }
+}
+
+impl Detector for Enumeration {
+    fn name(&self) -> &'static str {
+        FindingType::Enumeration.as_str()
+    }
+
+    fn observe(&mut self, e: &Event, out: &mut Vec<Finding>) {
+        let Some(token) = token_access(e) else { return };
+        let (Some(route), Some(path)) = (e.route.as_deref(), e.path.as_deref()) else { return };
+        let Some(id) = object_ids(route, path) else { return };
+        let config = &self.config;
+        let now = secs(e.time);
+        let bucket = now / config.enumeration_window_s.max(1);
+        let key = format!("{token}|{route}");
+        let st = self.keys.touch(&key, now, || Enum {
+            bucket,
+            ids: HashSet::new(),
+            evidence: Vec::new(),
+            usual: 0.0,
+            buckets: 0,
+            open: None,
+        });
+        if bucket != st.bucket {
+            // Fold the finished window into the usual number of ids per active window.
+            let n = st.ids.len() as f64;
+            st.usual = if st.buckets == 0 { n } else { 0.9 * st.usual + 0.1 * n };
+            st.buckets += 1;
+            st.ids.clear();
+            st.evidence.clear();
+            st.bucket = bucket;
+        }
+        let cap = config.enumeration_min_ids.max((config.enumeration_factor * st.usual) as usize) * 4;
+        if st.ids.len() < cap && st.ids.insert(id) && st.evidence.len() < crate::MAX_EVIDENCE {
+            st.evidence.push((e.time, e.id.clone()));
+        }
+        let n = st.ids.len();
+        let threshold = (config.enumeration_min_ids as f64).max(config.enumeration_factor * st.usual);
+        let open_recent =
+            st.open.as_ref().is_some_and(|o| now - secs(o.finding.last_seen) <= config.enumeration_window_s * 2);
+        if (n as f64) >= threshold || open_recent && n as f64 >= threshold / 2.0 {
+            let summary = format!(
+                "token {token} requested {n} distinct objects on {route} within {} minutes; it usually requests about {:.0}",
+                config.enumeration_window_s / 60,
+                st.usual
+            );
+            let severity = if sensitive(e) { Severity::High.raised() } else { Severity::High };
+            match &mut st.open {
+                Some(o) if open_recent => {
+                    o.extend(e, severity, Some(summary));
+                    out.push(o.finding.clone());
+                }
+                slot => {
+                    let mut d = BTreeMap::new();
+                    d.insert("route".into(), route.to_owned());
+                    d.insert("usual_ids_per_window".into(), format!("{:.1}", st.usual));
+                    let mut o =
+                        Open::start_window(FindingType::Enumeration, &key, severity, e, &st.evidence, summary, d);
+                    o.finding.event_count = n as u64;
+                    out.push(o.finding.clone());
+                    *slot = Some(o);
+                }
+            }
+        }
+    }
+
+    fn prune(&mut self, now: Timestamp) {
+        self.keys.prune(secs(now) - 30 * 86_400);
+    }
+
+    fn tracked(&self) -> usize {
+        self.keys.len()
+    }
+
+    fn bound(&self) -> usize {
+        self.keys.cap()
+    }
+}
+
+struct Volume {
+    history: History,
+    bucket: i64,
+    count: u64,
+    evidence: Vec<(Timestamp, String)>,
+    mean: f64,
+    var: f64,
+    open: Option<Open>,
+}
+
+/// The volume-spike detector.
+pub(crate) struct VolumeSpike {
+    config: DetectConfig,
+    tokens: Bounded<String, Volume>,
+}
+
+impl VolumeSpike {
+    pub(crate) fn new(config: &DetectConfig) -> Self {
+        VolumeSpike { config: config.clone(), tokens: Bounded::new(config.max_keys) }
+    }
+}
+
+/// Weight of the newest bucket in the usual rate: about a day of five-minute buckets.
+const ALPHA: f64 = 1.0 / 288.0;
+
+impl Detector for VolumeSpike {
+    fn name(&self) -> &'static str {
+        FindingType::VolumeSpike.as_str()
+    }
+
+    fn observe(&mut self, e: &Event, out: &mut Vec<Finding>) {
+        let Some(token) = token_access(e) else { return };
+        let config = &self.config;
+        let now = secs(e.time);
+        let bucket = now / config.volume_bucket_s.max(1);
+        let st = self.tokens.touch(&token.to_owned(), now, || Volume {
+            history: History::default(),
+            bucket,
+            count: 0,
+            evidence: Vec::new(),
+            mean: 0.0,
+            var: 0.0,
+            open: None,
+        });
+        if bucket != st.bucket {
+            let mut fold = |x: f64| {
+                let d = x - st.mean;
+                st.mean += ALPHA * d;
+                st.var = (1.0 - ALPHA) * (st.var + ALPHA * d * d);
+            };
+            fold(st.count as f64);
+            // Quiet buckets count too (up to a day of them), so a night of silence lowers the rate.
+            for _ in 0..(bucket - st.bucket - 1).clamp(0, 288) {
+                fold(0.0);
+            }
+            st.count = 0;
+            st.evidence.clear();
+            st.bucket = bucket;
+        }
+        st.count += 1;
+        if st.evidence.len() < crate::MAX_EVIDENCE {
+            st.evidence.push((e.time, e.id.clone()));
+        }
+        st.history.note(now);
+        if !st.history.enough(now, config) {
+            return;
+        }
+        let sigma = st.var.sqrt();
+        let threshold =
+            (config.volume_min_requests as f64).max(config.volume_factor * st.mean).max(st.mean + 6.0 * sigma);
+        let open_recent =
+            st.open.as_ref().is_some_and(|o| now - secs(o.finding.last_seen) <= config.volume_bucket_s * 2);
+        if st.count as f64 >= threshold || open_recent && st.count as f64 >= threshold / 2.0 {
+            let per_min = |x: f64| x * 60.0 / config.volume_bucket_s as f64;
+            let summary = format!(
+                "token {token} made {} requests in {} minutes ({:.0}/min); its usual rate is {:.2}/min",
+                st.count,
+                config.volume_bucket_s / 60,
+                per_min(st.count as f64),
+                per_min(st.mean)
+            );
+            let severity = if sensitive(e) { Severity::Medium.raised() } else { Severity::Medium };
+            match &mut st.open {
+                Some(o) if open_recent => {
+                    o.extend(e, severity, Some(summary));
+                    out.push(o.finding.clone());
+                }
+                slot => {
+                    let mut d = BTreeMap::new();
+                    d.insert("usual_per_bucket".into(), format!("{:.1}", st.mean));
+                    d.insert("threshold".into(), format!("{threshold:.0}"));
+                    let mut o =
+                        Open::start_window(FindingType::VolumeSpike, token, severity, e, &st.evidence, summary, d);
+                    o.finding.event_count = st.count;
+                    out.push(o.finding.clone());
+                    *slot = Some(o);
+                }
+            }
+        }
+    }
+
+    fn prune(&mut self, now: Timestamp) {
+        self.tokens.prune(secs(now) - 30 * 86_400);
+    }
+
+    fn tracked(&self) -> usize {
+        self.tokens.len()
+    }
+
+    fn bound(&self) -> usize {
+        self.tokens.cap()
+    }
+}
+
+struct Labels {
+    history: History,
+    labels: BTreeSet<String>,
+    open: BTreeMap<String, Open>,
+}
+
+/// The first-sensitive-access detector.
+pub(crate) struct FirstSensitive {
+    config: DetectConfig,
+    tokens: Bounded<String, Labels>,
+}
+
+impl FirstSensitive {
+    pub(crate) fn new(config: &DetectConfig) -> Self {
+        FirstSensitive { config: config.clone(), tokens: Bounded::new(config.max_keys) }
+    }
+}
+
+impl Detector for FirstSensitive {
+    fn name(&self) -> &'static str {
+        FindingType::FirstSensitiveAccess.as_str()
+    }
+
+    fn observe(&mut self, e: &Event, out: &mut Vec<Finding>) {
+        let Some(token) = allowed_access(e) else { return };
+        let now = secs(e.time);
+        let config = &self.config;
+        let st = self.tokens.touch(&token.to_owned(), now, || Labels {
+            history: History::default(),
+            labels: BTreeSet::new(),
+            open: BTreeMap::new(),
+        });
+        for label in &e.sensitivity {
+            if st.labels.contains(label) {
+                if let Some(o) = st.open.get_mut(label)
+                    && now - secs(o.finding.last_seen) <= 3600
+                {
+                    o.extend(e, o.finding.severity, None);
+                    out.push(o.finding.clone());
+                }
+                continue;
+            }
+            if st.history.enough(now, config) {
+                let severity = match label.as_str() {
+                    "phi" | "financial" | "pci" | "secret" | "credentials" => Severity::High,
+                    _ => Severity::Medium,
+                };
+                let summary = format!(
+                    "token {token} {} for the first time in {} requests over {} days ({})",
+                    what(e),
+                    st.history.events,
+                    (now - st.history.first) / 86_400,
+                    e.route.as_deref().or(e.path.as_deref()).unwrap_or("")
+                );
+                let mut d = BTreeMap::new();
+                d.insert("label".into(), label.clone());
+                let o = Open::start(
+                    FindingType::FirstSensitiveAccess,
+                    &format!("{token}|{label}"),
+                    severity,
+                    e,
+                    summary,
+                    d,
+                );
+                out.push(o.finding.clone());
+                st.open.insert(label.clone(), o);
+            }
+            if st.labels.len() < 64 {
+                st.labels.insert(label.clone());
+            }
+        }
+        st.open.retain(|_, o| now - secs(o.finding.last_seen) <= 3600);
+        st.history.note(now);
+    }
+
+    fn prune(&mut self, now: Timestamp) {
+        self.tokens.prune(secs(now) - 180 * 86_400);
+    }
+
+    fn tracked(&self) -> usize {
+        self.tokens.len()
+    }
+
+    fn bound(&self) -> usize {
+        self.tokens.cap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::object_ids;
+
+    #[test]
+    fn ids_come_from_template_parameters() {
+        assert_eq!(object_ids("GET /v1/patients/{id}", "/v1/patients/42").as_deref(), Some("42"));
+        assert_eq!(object_ids("GET /v1/a/{x}/b/{y}", "/v1/a/1/b/2").as_deref(), Some("1/2"));
+        assert_eq!(object_ids("GET /v1/static/*", "/v1/static/a"), None);
+        assert_eq!(object_ids("GET /v1/list", "/v1/list"), None);
+        assert_eq!(object_ids("GET /v1/patients/{id}", "/v1/patients/42/x"), None);
+    }
+}

@@ -1,0 +1,128 @@
+//! The detectors, and the bounded per-key state they share.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use jiff::Timestamp;
+use ledger::event::{Event, Kind, Verdict};
+
+use crate::{DetectConfig, Detector};
+
+mod activity;
+mod failures;
+mod hours;
+mod networks;
+
+/// Every detector, configured.
+pub fn all(config: &DetectConfig) -> Vec<Box<dyn Detector>> {
+    vec![
+        Box::new(hours::OffHours::new(config)),
+        Box::new(networks::NewNetwork::new(config)),
+        Box::new(networks::ConcurrentNetworks::new(config)),
+        Box::new(failures::BruteForce::new(config)),
+        Box::new(failures::ScopeProbing::new(config)),
+        Box::new(failures::MisuseAfterEnd::revoked(config)),
+        Box::new(failures::MisuseAfterEnd::expired(config)),
+        Box::new(activity::Dormant::new(config)),
+        Box::new(activity::Enumeration::new(config)),
+        Box::new(activity::VolumeSpike::new(config)),
+        Box::new(activity::FirstSensitive::new(config)),
+    ]
+}
+
+/// A map with at most `cap` keys: when full, the least recently touched tenth is dropped, and
+/// `prune` drops keys idle longer than a retention.
+pub(crate) struct Bounded<K, V> {
+    map: HashMap<K, (i64, V)>,
+    cap: usize,
+}
+
+impl<K: Eq + Hash + Clone, V> Bounded<K, V> {
+    pub(crate) fn new(cap: usize) -> Self {
+        Bounded { map: HashMap::new(), cap: cap.max(1) }
+    }
+
+    /// The value for `key`, created with `init` if absent, marked as touched at `now`.
+    pub(crate) fn touch(&mut self, key: &K, now: i64, init: impl FnOnce() -> V) -> &mut V {
+        if !self.map.contains_key(key) && self.map.len() >= self.cap {
+            let mut ages: Vec<i64> = self.map.values().map(|(t, _)| *t).collect();
+            ages.sort_unstable();
+            let cutoff = ages[ages.len() / 10];
+            self.map.retain(|_, (t, _)| *t > cutoff);
+        }
+        let slot = self.map.entry(key.clone()).or_insert_with(|| (now, init()));
+        slot.0 = slot.0.max(now);
+        &mut slot.1
+    }
+
+    /// Drops keys not touched since `before`.
+    pub(crate) fn prune(&mut self, before: i64) {
+        self.map.retain(|_, (t, _)| *t >= before);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub(crate) fn cap(&self) -> usize {
+        self.cap
+    }
+}
+
+/// Seconds since the epoch.
+pub(crate) fn secs(t: Timestamp) -> i64 {
+    t.as_second()
+}
+
+/// A resolved token's access event (what the per-token baselines learn from).
+pub(crate) fn token_access(e: &Event) -> Option<&str> {
+    if e.kind != Kind::Access {
+        return None;
+    }
+    e.token_id.as_deref()
+}
+
+/// Allowed access by a resolved token.
+pub(crate) fn allowed_access(e: &Event) -> Option<&str> {
+    token_access(e).filter(|_| e.decision == Verdict::Allow)
+}
+
+/// Whether the event touched sensitive data.
+pub(crate) fn sensitive(e: &Event) -> bool {
+    !e.sensitivity.is_empty()
+}
+
+/// What a token did, in a few words: "read phi data", "wrote to orders".
+pub(crate) fn what(e: &Event) -> String {
+    let verb = match e.action.as_deref() {
+        Some("read") => "read",
+        Some("write") => "wrote",
+        Some("admin") => "administered",
+        _ => "accessed",
+    };
+    if sensitive(e) {
+        format!("{verb} {} data", e.sensitivity.join("/"))
+    } else {
+        format!("{verb} {}", e.resource.as_deref().unwrap_or("the API"))
+    }
+}
+
+/// How much of a token's history is there: events and the span they cover.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct History {
+    pub(crate) first: i64,
+    pub(crate) events: u64,
+}
+
+impl History {
+    pub(crate) fn note(&mut self, now: i64) {
+        if self.events == 0 {
+            self.first = now;
+        }
+        self.events += 1;
+    }
+
+    pub(crate) fn enough(&self, now: i64, config: &DetectConfig) -> bool {
+        self.events >= config.min_history_events && now - self.first >= i64::from(config.min_history_days) * 86_400
+    }
+}
