@@ -147,7 +147,7 @@ pub async fn run_query(
     pairs.push(("cursor", cursor));
     let list = client.list_events(&query(&pairs)).await.map_err(api)?;
     match format {
-        Format::Json => print(&output::json(&list)),
+        Format::Json | Format::Ndjson => print(&output::json(&list)),
         Format::Csv => print(&output::csv(&EVENT_HEADERS, &event_rows(&list.events))),
         Format::Table => {
             print(&event_table(&list.events))?;
@@ -192,7 +192,7 @@ pub async fn run_stats(
         })
         .collect();
     match format {
-        Format::Json => print(&output::json(&stats)),
+        Format::Json | Format::Ndjson => print(&output::json(&stats)),
         Format::Csv => print(&output::csv(&headers, &rows)),
         Format::Table => print(&output::table(&headers, &rows, 80, &[])),
     }
@@ -204,7 +204,7 @@ pub async fn run_explain(client: &Client, format: Format, event_id: &str) -> any
         .call(hyper::Method::GET, &format!("/v1/audit/events/{}/explain", crate::client::encode(event_id)), None::<&()>)
         .await
         .map_err(api)?;
-    if format == Format::Json {
+    if matches!(format, Format::Json | Format::Ndjson) {
         return print(&output::json(&x));
     }
     let e = &x.event;
@@ -250,7 +250,7 @@ pub async fn run_activity(client: &Client, format: Format, id: &str, since: Opti
         .call(hyper::Method::GET, &format!("/v1/tokens/{}/activity{q}", crate::client::encode(id)), None::<&()>)
         .await
         .map_err(api)?;
-    if format == Format::Json {
+    if matches!(format, Format::Json | Format::Ndjson) {
         return print(&output::json(&a));
     }
     let mut out = String::new();
@@ -291,7 +291,7 @@ pub async fn run_tail(client: &Client, format: Format, filters: &Filters, n: u32
     list.events.reverse();
     let show = |e: &EventView| -> String {
         match format {
-            Format::Json => format!("{}\n", proto::to_json(e)),
+            Format::Json | Format::Ndjson => format!("{}\n", proto::to_json(e)),
             Format::Csv => output::csv(&EVENT_HEADERS, &event_rows(std::slice::from_ref(e)))
                 .lines()
                 .nth(1)

@@ -59,6 +59,18 @@ enum Command {
     /// Append events in tokentrail's NDJSON schema to the ledger: through the running server, or
     /// with --data-dir into a stopped server's data directory.
     Ingest(IngestArgs),
+    /// What the detectors found.
+    #[command(subcommand)]
+    Findings(FindingsCmd),
+    /// Run the detectors offline over an NDJSON event file and print the findings.
+    Detect {
+        /// The events (tokentrail's NDJSON schema, any order).
+        #[arg(long, value_name = "FILE")]
+        input: PathBuf,
+        /// A configuration file whose [detect] section to use.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Tools for tests and benchmarks (not a stable interface).
     #[command(subcommand, hide = true)]
     Debug(DebugCmd),
@@ -357,6 +369,55 @@ struct QueryArgs {
     cursor: Option<String>,
 }
 
+#[derive(Subcommand)]
+enum FindingsCmd {
+    /// List findings, newest first.
+    List {
+        /// Finding type (off_hours, brute_force, …).
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// This severity or higher.
+        #[arg(long)]
+        severity: Option<String>,
+        /// open, acknowledged or resolved.
+        #[arg(long)]
+        status: Option<String>,
+        /// Findings of this token.
+        #[arg(long = "token", value_name = "ID")]
+        token_id: Option<String>,
+        /// Active since (RFC 3339 or 24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// How many (1-1000, default 100).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Continue from a previous page's cursor.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Show one finding with its evidence.
+    Show {
+        /// Finding id.
+        id: String,
+    },
+    /// Acknowledge a finding.
+    Ack {
+        /// Finding id.
+        id: String,
+        /// What you are doing about it.
+        #[arg(long)]
+        comment: String,
+    },
+    /// Resolve a finding.
+    Resolve {
+        /// Finding id.
+        id: String,
+        /// How it was resolved.
+        #[arg(long)]
+        comment: String,
+    },
+}
+
 #[derive(Args)]
 struct IngestArgs {
     /// NDJSON files (one event per line).
@@ -427,6 +488,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Err(errors) => Err(anyhow!("{} is not a valid configuration:\n{errors}", file.display())),
         },
         Command::Token(cmd) => client_command(&cli.global, |client, format| Box::pin(token(client, format, cmd))),
+        Command::Detect { input, config } => detect_offline(&input, config.as_deref(), cli.global.format),
+        Command::Findings(cmd) => client_command(&cli.global, |client, format| Box::pin(findings(client, format, cmd))),
         Command::Ingest(args) if args.data_dir.is_some() => ingest_offline(&args),
         Command::Ingest(args) => {
             client_command(&cli.global, |client, format| Box::pin(ingest_online(client, format, args)))
@@ -524,7 +587,7 @@ fn token_pairs(t: &TokenView) -> Vec<(&'static str, String)> {
 
 fn show_token(t: &TokenView, format: Format) -> anyhow::Result<()> {
     match format {
-        Format::Json => print(&output::json(t)),
+        Format::Json | Format::Ndjson => print(&output::json(t)),
         Format::Table => print(&output::pairs(&token_pairs(t))),
         Format::Csv => print(&output::csv(&TOKEN_HEADERS, &token_rows(std::slice::from_ref(t)))),
     }
@@ -532,7 +595,7 @@ fn show_token(t: &TokenView, format: Format) -> anyhow::Result<()> {
 
 fn show_issued(issued: &IssuedToken, format: Format, verb: &str) -> anyhow::Result<()> {
     match format {
-        Format::Json => print(&output::json(issued)),
+        Format::Json | Format::Ndjson => print(&output::json(issued)),
         Format::Table | Format::Csv => {
             let mut err = std::io::stderr().lock();
             let _ = writeln!(err, "Token {verb}. Copy it now: it is shown only once.");
@@ -573,7 +636,7 @@ async fn token(client: &Client, format: Format, cmd: TokenCmd) -> anyhow::Result
             ]);
             let list = client.list_tokens(&q).await.map_err(api)?;
             match format {
-                Format::Json => print(&output::json(&list)),
+                Format::Json | Format::Ndjson => print(&output::json(&list)),
                 Format::Csv => print(&output::csv(&TOKEN_HEADERS, &token_rows(&list.tokens))),
                 Format::Table => {
                     print(&output::table(&TOKEN_HEADERS, &token_rows(&list.tokens), 80, &["ID"]))?;
@@ -622,6 +685,153 @@ async fn token(client: &Client, format: Format, cmd: TokenCmd) -> anyhow::Result
     }
 }
 
+const FINDING_HEADERS: [&str; 6] = ["ID", "TYPE", "SEVERITY", "STATUS", "LAST SEEN", "SUMMARY"];
+
+fn finding_rows(findings: &[proto::FindingView]) -> Vec<Vec<String>> {
+    findings
+        .iter()
+        .map(|f| {
+            vec![
+                f.id.clone(),
+                f.kind.clone(),
+                f.severity.clone(),
+                f.status.clone(),
+                output::seconds(&f.last_seen),
+                f.summary.clone(),
+            ]
+        })
+        .collect()
+}
+
+fn show_findings(findings: &[proto::FindingView], format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Json | Format::Ndjson => print(&output::json(&findings)),
+        Format::Csv => print(&output::csv(&FINDING_HEADERS, &finding_rows(findings))),
+        Format::Table => {
+            // ID, type and severity are what one acts on; the summary is shown in full below each.
+            let mut out = String::new();
+            for f in findings {
+                out +=
+                    &format!("{}  {}  {}  {}  {}\n", f.id, f.severity, f.kind, f.status, output::seconds(&f.last_seen));
+                for line in output::wrap(&f.summary, 76) {
+                    out += &format!("    {line}\n");
+                }
+            }
+            print(&out)
+        }
+    }
+}
+
+fn show_finding(f: &proto::FindingView, format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Json | Format::Ndjson => print(&output::json(f)),
+        Format::Csv => print(&output::csv(&FINDING_HEADERS, &finding_rows(std::slice::from_ref(f)))),
+        Format::Table => {
+            let mut items = vec![
+                ("id", f.id.clone()),
+                ("type", f.kind.clone()),
+                ("severity", f.severity.clone()),
+                ("status", f.status.clone()),
+                ("summary", f.summary.clone()),
+                ("token", f.token_id.clone().unwrap_or_else(|| "-".into())),
+                ("source_ip", f.source_ip.clone().unwrap_or_else(|| "-".into())),
+                ("first_seen", f.first_seen.clone()),
+                ("last_seen", f.last_seen.clone()),
+                ("events", f.event_count.to_string()),
+                ("evidence", f.evidence_event_ids.join(" ")),
+            ];
+            for (k, v) in &f.details {
+                items.push(("detail", format!("{k} = {v}")));
+            }
+            if let Some(c) = &f.comment {
+                items.push(("comment", c.clone()));
+            }
+            print(&output::pairs(&items))
+        }
+    }
+}
+
+async fn findings(client: &Client, format: Format, cmd: FindingsCmd) -> anyhow::Result<()> {
+    match cmd {
+        FindingsCmd::List { kind, severity, status, token_id, since, limit, cursor } => {
+            let q = query(&[
+                ("type", kind),
+                ("severity", severity),
+                ("status", status),
+                ("token_id", token_id),
+                ("since", since),
+                ("limit", limit.map(|l| l.to_string())),
+                ("cursor", cursor),
+            ]);
+            let list: proto::FindingList =
+                client.call(hyper::Method::GET, &format!("/v1/findings{q}"), None::<&()>).await.map_err(api)?;
+            if matches!(format, Format::Json | Format::Ndjson) {
+                return print(&output::json(&list));
+            }
+            show_findings(&list.findings, format)?;
+            if let Some(c) = &list.next_cursor {
+                let _ = writeln!(std::io::stderr(), "more findings: add --cursor {c}");
+            }
+            Ok(())
+        }
+        FindingsCmd::Show { id } => {
+            let f: proto::FindingView = client
+                .call(hyper::Method::GET, &format!("/v1/findings/{}", cli::client::encode(&id)), None::<&()>)
+                .await
+                .map_err(api)?;
+            show_finding(&f, format)
+        }
+        FindingsCmd::Ack { id, comment } => {
+            let body = proto::FindingComment { comment };
+            let f: proto::FindingView = client
+                .call(hyper::Method::POST, &format!("/v1/findings/{}/ack", cli::client::encode(&id)), Some(&body))
+                .await
+                .map_err(api)?;
+            show_finding(&f, format)
+        }
+        FindingsCmd::Resolve { id, comment } => {
+            let body = proto::FindingComment { comment };
+            let f: proto::FindingView = client
+                .call(hyper::Method::POST, &format!("/v1/findings/{}/resolve", cli::client::encode(&id)), Some(&body))
+                .await
+                .map_err(api)?;
+            show_finding(&f, format)
+        }
+    }
+}
+
+fn detect_offline(input: &Path, config_file: Option<&Path>, format: Format) -> anyhow::Result<()> {
+    use std::io::BufRead as _;
+    let config = match config_file {
+        Some(f) => config::check_file(f).map_err(|e| anyhow!("{} is not a valid configuration:\n{e}", f.display()))?,
+        None => config::Config::default(),
+    };
+    let detect_config = server::detect_config(&config)?;
+    let file = std::fs::File::open(input).with_context(|| format!("cannot read {}", input.display()))?;
+    let mut events = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("{}: cannot read line {}", input.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: proto::IngestEvent =
+            serde_json::from_str(&line).map_err(|e| anyhow!("{}: line {}: {e}", input.display(), i + 1))?;
+        let (id, mut e) =
+            server::views::ingest_event(v).map_err(|m| anyhow!("{}: line {}: {m}", input.display(), i + 1))?;
+        e.id = id.unwrap_or_else(|| format!("line-{}", i + 1));
+        e.seq = Some(i as u64);
+        events.push(e);
+    }
+    let findings: Vec<proto::FindingView> = detect::run(&detect_config, &mut events)
+        .iter()
+        .map(|f| server::views::finding_view(&engine::detection::record_of(f)))
+        .collect();
+    match format {
+        Format::Ndjson => print(&findings.iter().map(|f| format!("{}\n", proto::to_json(f))).collect::<String>()),
+        other => show_findings(&findings, other),
+    }
+}
+
 fn progress_line(what: &str, n: u64) {
     use std::io::IsTerminal as _;
     if std::io::stderr().is_terminal() {
@@ -631,7 +841,7 @@ fn progress_line(what: &str, n: u64) {
 
 fn report_ingest(r: &proto::IngestResult, format: Format) -> anyhow::Result<()> {
     match format {
-        Format::Json => print(&output::json(r)),
+        Format::Json | Format::Ndjson => print(&output::json(r)),
         _ => {
             for e in &r.errors {
                 let _ = writeln!(std::io::stderr(), "skipped line {}: {}", e.line, e.message);
@@ -885,7 +1095,7 @@ async fn audit(client: &Client, format: Format, cmd: AuditCmd) -> anyhow::Result
         AuditCmd::Erase { owner, source_ip } => {
             let r = client.erase(&proto::EraseRequest { owner, source_ip }).await.map_err(api)?;
             match format {
-                Format::Json => print(&output::json(&r)),
+                Format::Json | Format::Ndjson => print(&output::json(&r)),
                 _ => print(&format!("erased the personal values of {} events\n", r.erased)),
             }
         }
@@ -900,7 +1110,7 @@ async fn audit(client: &Client, format: Format, cmd: AuditCmd) -> anyhow::Result
         AuditCmd::Export { filters, out } => {
             let csv = match format {
                 Format::Csv => true,
-                Format::Json | Format::Table => false,
+                Format::Json | Format::Ndjson | Format::Table => false,
             };
             investigate::run_export(client, &filters, csv, out.as_deref()).await
         }

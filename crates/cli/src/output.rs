@@ -13,6 +13,8 @@ pub enum Format {
     Json,
     /// Comma-separated values with a header row.
     Csv,
+    /// One JSON value per line (event and finding streams; elsewhere the same as json).
+    Ndjson,
 }
 
 /// Renders rows as aligned columns no wider than `width`, shortening the widest columns
@@ -89,7 +91,7 @@ pub fn pairs(items: &[(&str, String)]) -> String {
 }
 
 /// Splits `s` into lines of at most `width` characters, at spaces where possible.
-fn wrap(s: &str, width: usize) -> Vec<String> {
+pub fn wrap(s: &str, width: usize) -> Vec<String> {
     let mut lines = Vec::new();
     for paragraph in s.split('\n') {
         let mut line = String::new();

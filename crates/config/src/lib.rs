@@ -20,6 +20,6 @@ mod value;
 pub use error::{ConfigError, ConfigErrors, ErrorKind, Origin};
 pub use load::{CLIENT_ENV_VARS, ENV_PREFIX, check_file, env_var, flag_name, key_paths, load};
 pub use schema::{
-    Config, Defaults, Durability, FALLBACK_NODE, GatewayConfig, LedgerConfig, LimitsConfig, LogConfig, LogFormat,
-    TokenConfig,
+    AlertsConfig, Config, Defaults, DetectSection, Durability, FALLBACK_NODE, GatewayConfig, LedgerConfig,
+    LimitsConfig, LogConfig, LogFormat, TokenConfig, parse_business_hours,
 };

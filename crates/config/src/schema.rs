@@ -49,6 +49,60 @@ pub struct Config {
     pub policy: Option<PathBuf>,
     /// `[gateway]`: the reverse proxy in front of an API.
     pub gateway: GatewayConfig,
+    /// `[detect]`: the detectors (docs/detectors.md).
+    pub detect: DetectSection,
+    /// `[alerts]`: where findings are sent.
+    pub alerts: AlertsConfig,
+}
+
+/// The `[detect]` section (every value documented in docs/detectors.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DetectSection {
+    /// `detect.enabled`: run the detectors on the live server. Default true.
+    pub enabled: bool,
+    /// `detect.replay_days`: days of ledger replayed at start to rebuild baselines. Default 35.
+    pub replay_days: u64,
+    /// `detect.max_keys`: most keys (tokens, networks) one detector tracks. Default 100000.
+    pub max_keys: u64,
+    /// `detect.min_history_events`: events before a token's own baseline counts. Default 100.
+    pub min_history_events: u64,
+    /// `detect.min_history_days`: days before a token's own baseline counts. Default 7.
+    pub min_history_days: u64,
+    /// `detect.trusted_networks`: networks never reported as new or concurrent. Default none.
+    pub trusted_networks: Vec<ipnet::IpNet>,
+    /// `detect.off_hours_sensitive_only`: report off-hours access to sensitive routes only. Default true.
+    pub off_hours_sensitive_only: bool,
+    /// `detect.business_hours`: hours for tokens without history, `Mon-Fri 07-20`. Default that.
+    pub business_hours: String,
+    /// `detect.timezone`: the IANA time zone of the business hours. Default `UTC`.
+    pub timezone: String,
+    /// `detect.brute_force_threshold`: bad credentials from one network in 5 minutes. Default 20.
+    pub brute_force_threshold: u64,
+    /// `detect.dormant_days`: silence before a use is a reactivation. Default 30.
+    pub dormant_days: u64,
+    /// `detect.enumeration_min_ids`: distinct ids on a route in 5 minutes. Default 50.
+    pub enumeration_min_ids: u64,
+    /// `detect.volume_min_requests`: requests in 5 minutes before a spike counts. Default 200.
+    pub volume_min_requests: u64,
+}
+
+/// The `[alerts]` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertsConfig {
+    /// `alerts.webhook_url`: POST each finding as JSON here (Standard Webhooks signatures). Default none.
+    pub webhook_url: Option<String>,
+    /// `alerts.webhook_secret`: the signing secret (`whsec_…` base64, or any text). Default none.
+    pub webhook_secret: Option<String>,
+    /// `alerts.webhook_min_severity`: `low`, `medium`, `high` or `critical`. Default `medium`.
+    pub webhook_min_severity: String,
+    /// `alerts.syslog`: `udp://host:port` or `tcp://host:port` (RFC 5424). Default none.
+    pub syslog: Option<String>,
+    /// `alerts.syslog_min_severity`. Default `medium`.
+    pub syslog_min_severity: String,
+    /// `alerts.file`: append findings as NDJSON to this file, or `-` for stdout. Default none.
+    pub file: Option<String>,
+    /// `alerts.file_min_severity`. Default `low`.
+    pub file_min_severity: String,
 }
 
 /// The `[gateway]` section.
@@ -205,6 +259,30 @@ impl Config {
                 audit_timeout: Duration::from_secs(2),
                 failed_attempts: token::RateLimit { count: 60, per: Duration::from_secs(60) },
             },
+            detect: DetectSection {
+                enabled: true,
+                replay_days: 35,
+                max_keys: 100_000,
+                min_history_events: 100,
+                min_history_days: 7,
+                trusted_networks: Vec::new(),
+                off_hours_sensitive_only: true,
+                business_hours: "Mon-Fri 07-20".to_owned(),
+                timezone: "UTC".to_owned(),
+                brute_force_threshold: 20,
+                dormant_days: 30,
+                enumeration_min_ids: 50,
+                volume_min_requests: 200,
+            },
+            alerts: AlertsConfig {
+                webhook_url: None,
+                webhook_secret: None,
+                webhook_min_severity: "medium".to_owned(),
+                syslog: None,
+                syslog_min_severity: "medium".to_owned(),
+                file: None,
+                file_min_severity: "low".to_owned(),
+            },
         }
     }
 
@@ -280,6 +358,26 @@ keys! {
     "gateway.trusted_proxies" => gateway.trusted_proxies;
     "gateway.audit_timeout" => gateway.audit_timeout;
     "gateway.failed_attempts" => gateway.failed_attempts;
+    "detect.enabled" => detect.enabled;
+    "detect.replay_days" => detect.replay_days, check = check_days;
+    "detect.max_keys" => detect.max_keys, check = check_positive;
+    "detect.min_history_events" => detect.min_history_events;
+    "detect.min_history_days" => detect.min_history_days, check = check_days;
+    "detect.trusted_networks" => detect.trusted_networks;
+    "detect.off_hours_sensitive_only" => detect.off_hours_sensitive_only;
+    "detect.business_hours" => detect.business_hours, check = check_business_hours;
+    "detect.timezone" => detect.timezone, check = check_timezone_name;
+    "detect.brute_force_threshold" => detect.brute_force_threshold, check = check_positive;
+    "detect.dormant_days" => detect.dormant_days, check = check_days;
+    "detect.enumeration_min_ids" => detect.enumeration_min_ids, check = check_positive;
+    "detect.volume_min_requests" => detect.volume_min_requests, check = check_positive;
+    "alerts.webhook_url" => alerts.webhook_url, check = check_http_url;
+    "alerts.webhook_secret" => alerts.webhook_secret;
+    "alerts.webhook_min_severity" => alerts.webhook_min_severity, check = check_severity;
+    "alerts.syslog" => alerts.syslog, check = check_syslog;
+    "alerts.syslog_min_severity" => alerts.syslog_min_severity, check = check_severity;
+    "alerts.file" => alerts.file;
+    "alerts.file_min_severity" => alerts.file_min_severity, check = check_severity;
 }
 
 fn check_node(node: &str) -> Result<(), String> {
@@ -301,6 +399,77 @@ fn check_log_level(level: &str) -> Result<(), String> {
 
 const MIN_BODY_BYTES: u64 = 1024;
 const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+
+fn check_days(n: &u64) -> Result<(), String> {
+    if (1..=3650).contains(n) { Ok(()) } else { Err(format!("{n} is out of range: between 1 and 3650 days")) }
+}
+
+fn check_positive(n: &u64) -> Result<(), String> {
+    if *n >= 1 { Ok(()) } else { Err("must be at least 1".to_owned()) }
+}
+
+#[allow(clippy::ptr_arg)] // The registry passes the field by reference.
+fn check_severity(s: &String) -> Result<(), String> {
+    match s.as_str() {
+        "low" | "medium" | "high" | "critical" => Ok(()),
+        _ => Err(format!("{s:?} is not a severity: low, medium, high or critical")),
+    }
+}
+
+/// `Mon-Fri 07-20`: a day range and an hour range (end exclusive, up to 24).
+pub fn parse_business_hours(s: &str) -> Result<([bool; 7], u8, u8), String> {
+    const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let bad = || format!("{s:?} is not business hours such as \"Mon-Fri 07-20\"");
+    let (days, hours) = s.trim().split_once(' ').ok_or_else(bad)?;
+    let day = |d: &str| DAYS.iter().position(|x| x.eq_ignore_ascii_case(d)).ok_or_else(bad);
+    let (d0, d1) = match days.split_once('-') {
+        Some((a, b)) => (day(a)?, day(b)?),
+        None => (day(days)?, day(days)?),
+    };
+    let (h0, h1) = hours.trim().split_once('-').ok_or_else(bad)?;
+    let (h0, h1): (u8, u8) = (h0.parse().map_err(|_| bad())?, h1.parse().map_err(|_| bad())?);
+    if h0 >= h1 || h1 > 24 {
+        return Err(bad());
+    }
+    let mut set = [false; 7];
+    let mut d = d0;
+    loop {
+        set[d] = true;
+        if d == d1 {
+            break;
+        }
+        d = (d + 1) % 7;
+    }
+    Ok((set, h0, h1))
+}
+
+#[allow(clippy::ptr_arg)] // The registry passes the field by reference.
+fn check_business_hours(s: &String) -> Result<(), String> {
+    parse_business_hours(s).map(|_| ())
+}
+
+#[allow(clippy::ptr_arg)] // The registry passes the field by reference.
+fn check_timezone_name(s: &String) -> Result<(), String> {
+    let ok = !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || "/_+-".contains(c));
+    if ok { Ok(()) } else { Err(format!("{s:?} is not an IANA time zone name such as Europe/Berlin")) }
+}
+
+fn check_http_url(u: &Option<String>) -> Result<(), String> {
+    let Some(u) = u else { return Ok(()) };
+    if u.starts_with("https://") {
+        return Err(format!("{u:?}: https webhooks are not supported yet; use http:// (for example a local relay)"));
+    }
+    if u.starts_with("http://") && u.len() > 8 { Ok(()) } else { Err(format!("{u:?} is not an http:// URL")) }
+}
+
+fn check_syslog(s: &Option<String>) -> Result<(), String> {
+    let Some(s) = s else { return Ok(()) };
+    let rest = s.strip_prefix("udp://").or_else(|| s.strip_prefix("tcp://"));
+    match rest.and_then(|r| r.rsplit_once(':')) {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(format!("{s:?} is not udp://host:port or tcp://host:port")),
+    }
+}
 
 fn check_upstream(u: &Option<String>) -> Result<(), String> {
     let Some(u) = u else { return Ok(()) };

@@ -80,6 +80,29 @@ impl Value for String {
     }
 }
 
+impl Value for bool {
+    const EXPECTED: &'static str = "true or false";
+
+    fn from_text(s: &str) -> Result<Self, String> {
+        match s {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(format!("{s:?} is not true or false")),
+        }
+    }
+
+    fn from_toml(v: &DeValue<'_>) -> Result<Self, Problem> {
+        match v {
+            DeValue::Boolean(b) => Ok(*b),
+            other => Err(wrong_type::<Self>(other)),
+        }
+    }
+
+    fn to_toml(&self) -> String {
+        self.to_string()
+    }
+}
+
 impl Value for PathBuf {
     const EXPECTED: &'static str = "a path (a string)";
 

@@ -19,6 +19,7 @@ use token::{Attempt, Constraint, Decision, Pepper, Prefix, Reason, Scope, TokenR
 pub mod access;
 mod audit;
 pub mod datadir;
+pub mod detection;
 pub mod investigate;
 pub mod limits;
 pub mod recorder;
@@ -88,6 +89,10 @@ pub struct Settings {
     pub failed_attempts: limits::Budget,
     /// Testing only: while this file exists, every store write fails (an injected I/O failure).
     pub fail_writes_while: Option<std::path::PathBuf>,
+    /// Detector settings.
+    pub detect: detect::DetectConfig,
+    /// Days of ledger replayed at start to rebuild the detectors' baselines.
+    pub detect_replay_days: u32,
 }
 
 impl Default for Settings {
@@ -102,6 +107,8 @@ impl Default for Settings {
             queue_capacity: 10_000,
             failed_attempts: limits::Budget { count: 60, per: Duration::from_secs(60) },
             fail_writes_while: None,
+            detect: detect::DetectConfig::default(),
+            detect_replay_days: 35,
         }
     }
 }
@@ -213,6 +220,7 @@ pub struct Engine {
     signer: ledger::note::Signer,
     recorder: recorder::Recorder,
     access: access::AccessState,
+    detection: detection::DetectionState,
     settings: Settings,
     clock: Arc<dyn Clock>,
     pending_last_used: Mutex<HashMap<String, Timestamp>>,
@@ -264,6 +272,7 @@ impl Engine {
             signer,
             recorder,
             access: access::AccessState::new(policy::Policy::default(), settings.failed_attempts),
+            detection: detection::DetectionState::new(settings.detect.clone(), settings.detect_replay_days),
             settings,
             clock,
             pending_last_used: Mutex::new(HashMap::new()),
@@ -288,6 +297,7 @@ impl Engine {
             signer,
             recorder,
             access: access::AccessState::new(policy::Policy::default(), settings.failed_attempts),
+            detection: detection::DetectionState::new(settings.detect.clone(), settings.detect_replay_days),
             settings,
             clock,
             pending_last_used: Mutex::new(HashMap::new()),

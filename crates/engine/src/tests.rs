@@ -550,3 +550,65 @@ fn explain_every_reason_code() {
           fix: add a [[route]] for this method and path to the route policy (docs/policy.md)"#]]
     .assert_eq(&named);
 }
+
+#[test]
+fn online_detection_follows_the_ledger_and_survives_a_restart() {
+    use crate::access::{AccessRequest, Required};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FixedClock(AtomicI64::new(1_790_000_000)));
+    let data = dir.path().join("data");
+    let guess = |engine: &Engine, i: u32| {
+        let fake = format!("ttk_{:016}_{}", i, "x".repeat(38));
+        let o = engine
+            .decide_access(&AccessRequest {
+                source: "gateway",
+                credential: Some(&fake),
+                required: Required::Route { method: "GET", path: "/v1/x" },
+                source_ip: Some(format!("198.51.100.{}", i % 5).parse().unwrap()),
+                user_agent: None,
+                request_id: None,
+            })
+            .unwrap();
+        engine.record_blocking(o.event).unwrap();
+    };
+    let first_id = {
+        let settings = Settings {
+            failed_attempts: limits::Budget { count: 1000, per: Duration::from_secs(60) },
+            ..Settings::default()
+        };
+        let (engine, _) = Engine::open(&data, settings, clock.clone()).unwrap();
+        for i in 0..25 {
+            guess(&engine, i);
+        }
+        let fresh = engine.detect_step(10_000).unwrap();
+        assert_eq!(fresh.len(), 1, "{fresh:?}");
+        assert_eq!(fresh[0].kind, "brute_force");
+        assert!(engine.detect_step(10_000).unwrap().is_empty(), "nothing new");
+        let by = admin(&engine, &dir);
+        let f = engine
+            .set_finding_status(&by, &RequestContext::default(), &fresh[0].id, "acknowledged", "looking")
+            .unwrap();
+        assert_eq!(f.status, "acknowledged");
+        assert!(matches!(
+            engine.set_finding_status(&by, &RequestContext::default(), &fresh[0].id, "resolved", " "),
+            Err(EngineError::Invalid(_))
+        ));
+        fresh[0].id.clone()
+    };
+    clock.advance(30);
+    // After a restart the baseline is replayed: more guessing extends the same finding.
+    let settings = Settings {
+        failed_attempts: limits::Budget { count: 1000, per: Duration::from_secs(60) },
+        ..Settings::default()
+    };
+    let (engine, _) = Engine::open(&data, settings, clock).unwrap();
+    for i in 25..30 {
+        guess(&engine, i);
+    }
+    assert!(engine.detect_step(10_000).unwrap().is_empty(), "an extension is not a new finding");
+    let f = engine.get_finding(&first_id).unwrap();
+    assert_eq!(f.status, "acknowledged", "a replay keeps the status");
+    assert_eq!(f.event_count, 30);
+    let admin_events = engine.list_events(&EventQuery { kind: Some(Kind::Admin), ..Default::default() }).unwrap().items;
+    assert!(admin_events.iter().any(|e| e.operation.as_deref() == Some("finding.ack")));
+}

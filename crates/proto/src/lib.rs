@@ -547,6 +547,61 @@ pub struct IngestResult {
     pub errors: Vec<LineError>,
 }
 
+/// A finding of the detectors (docs/detectors.md).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct FindingView {
+    /// Stable id.
+    pub id: String,
+    /// `off_hours`, `new_network`, `concurrent_networks`, `brute_force`, `scope_probing`,
+    /// `revoked_token_use`, `expired_token_use`, `dormant_reactivation`, `enumeration`,
+    /// `volume_spike`, `first_sensitive_access`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `low`, `medium`, `high`, `critical`.
+    pub severity: String,
+    /// `open`, `acknowledged`, `resolved`.
+    pub status: String,
+    /// The token involved.
+    pub token_id: Option<String>,
+    /// The address involved.
+    pub source_ip: Option<String>,
+    /// First event.
+    pub first_seen: String,
+    /// Latest event.
+    pub last_seen: String,
+    /// One sentence with the numbers.
+    pub summary: String,
+    /// The events that show it (the first 50).
+    pub evidence_event_ids: Vec<String>,
+    /// How many events showed it.
+    pub event_count: u64,
+    /// Values behind it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, String>,
+    /// The comment of the last acknowledgement or resolution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// When the status last changed.
+    pub status_changed_at: String,
+}
+
+/// `GET /v1/findings`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct FindingList {
+    /// Newest first.
+    pub findings: Vec<FindingView>,
+    /// Pass as `cursor` to continue.
+    pub next_cursor: Option<String>,
+}
+
+/// `POST /v1/findings/{id}/ack` and `/resolve`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FindingComment {
+    /// Why (1 to 1000 characters); kept with the finding and in the audit log.
+    pub comment: String,
+}
+
 /// `GET /v1/audit/events`.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct EventList {

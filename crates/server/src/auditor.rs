@@ -89,7 +89,11 @@ impl Auditor {
             let _ = writeln!(out, "tokentrail_decisions_total{{source=\"{source}\",reason=\"{reason}\"}} {n}");
         }
         let counters = [
-            ("tokentrail_audit_spooled_total", "Events written to the spool because the ledger could not take them.", &self.spooled_total),
+            (
+                "tokentrail_audit_spooled_total",
+                "Events written to the spool because the ledger could not take them.",
+                &self.spooled_total,
+            ),
             ("tokentrail_audit_replayed_total", "Spooled events replayed into the ledger.", &self.replayed_total),
             ("tokentrail_audit_unavailable_total", "Requests answered 503 audit_unavailable.", &self.unavailable_total),
         ];

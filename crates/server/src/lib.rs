@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub mod alerts;
 pub mod auditor;
 pub mod extract;
 pub mod gateway;
@@ -119,7 +120,7 @@ async fn method_not_allowed(req: Request, next: Next) -> Response {
 
 /// The admin API router.
 pub fn app(state: AppState, max_body_bytes: usize) -> Router {
-    use routes::{access, audit, health, ledger, tokens};
+    use routes::{access, audit, findings, health, ledger, tokens};
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -142,6 +143,10 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/audit/checkpoint", get(ledger::checkpoint).post(ledger::sign_checkpoint))
         .route("/v1/audit/key", get(ledger::key))
         .route("/v1/audit/erase", post(ledger::erase))
+        .route("/v1/findings", get(findings::list))
+        .route("/v1/findings/{id}", get(findings::show))
+        .route("/v1/findings/{id}/ack", post(findings::ack))
+        .route("/v1/findings/{id}/resolve", post(findings::resolve))
         .route("/v1/verify", post(access::verify))
         .route("/v1/authz", axum::routing::any(access::authz))
         .route("/v1/authz/{*rest}", axum::routing::any(access::authz))
@@ -195,9 +200,32 @@ impl Running {
     }
 }
 
+/// The detector settings a config asks for (the time zone is looked up in the system's tz
+/// database).
+pub fn detect_config(config: &config::Config) -> anyhow::Result<detect::DetectConfig> {
+    let d = &config.detect;
+    let (days, start_hour, end_hour) =
+        config::parse_business_hours(&d.business_hours).map_err(|e| anyhow::anyhow!("detect.business_hours: {e}"))?;
+    let tz = jiff::tz::TimeZone::get(&d.timezone)
+        .map_err(|e| anyhow::anyhow!("detect.timezone: {:?} is not a known time zone: {e}", d.timezone))?;
+    Ok(detect::DetectConfig {
+        trusted_networks: d.trusted_networks.clone(),
+        max_keys: usize::try_from(d.max_keys).unwrap_or(usize::MAX),
+        min_history_events: d.min_history_events,
+        min_history_days: u32::try_from(d.min_history_days).unwrap_or(u32::MAX),
+        off_hours_sensitive_only: d.off_hours_sensitive_only,
+        business_hours: detect::config::BusinessHours { days, start_hour, end_hour, tz },
+        brute_force_threshold: usize::try_from(d.brute_force_threshold).unwrap_or(usize::MAX),
+        dormant_days: u32::try_from(d.dormant_days).unwrap_or(u32::MAX),
+        enumeration_min_ids: usize::try_from(d.enumeration_min_ids).unwrap_or(usize::MAX),
+        volume_min_requests: d.volume_min_requests,
+        ..detect::DetectConfig::default()
+    })
+}
+
 /// The engine settings a config asks for.
-pub fn settings(config: &config::Config) -> Settings {
-    Settings {
+pub fn settings(config: &config::Config) -> anyhow::Result<Settings> {
+    Ok(Settings {
         prefix: config.tokens.prefix.clone(),
         default_lifetime: config.tokens.default_lifetime,
         max_lifetime: config.tokens.max_lifetime,
@@ -208,12 +236,14 @@ pub fn settings(config: &config::Config) -> Settings {
             per: config.gateway.failed_attempts.per,
         },
         fail_writes_while: None,
+        detect: detect_config(config)?,
+        detect_replay_days: u32::try_from(config.detect.replay_days).unwrap_or(35),
         durability: match config.ledger.durability {
             config::Durability::Durable => engine::recorder::Durability::Durable,
             config::Durability::Buffered => engine::recorder::Durability::Buffered,
         },
         queue_capacity: usize::try_from(config.ledger.queue_capacity).unwrap_or(10_000),
-    }
+    })
 }
 
 /// Loads the route policy file, listing every problem.
@@ -287,7 +317,7 @@ pub async fn start_with(
     fail_writes_while: Option<std::path::PathBuf>,
 ) -> anyhow::Result<Running> {
     let data_dir = config.data_dir.clone();
-    let mut settings = settings(config);
+    let mut settings = settings(config)?;
     settings.fail_writes_while = fail_writes_while;
     let policy = config.policy.as_deref().map(load_policy).transpose()?;
     let (engine, report) =
@@ -345,6 +375,37 @@ pub async fn start_with(
         None => None,
     };
     let gateway_addr = gateway_task.as_ref().map(|(a, _)| *a);
+    let alerts = alerts::Alerts::new(&config.alerts, &config.data_dir, &config.node)?;
+    let detector = if config.detect.enabled {
+        let e = engine.clone();
+        let mut stop = rx.clone();
+        let alerts = alerts.clone();
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => break,
+                }
+                // Catch up in bounded steps, so a backlog never holds the writer or a request.
+                loop {
+                    let engine = e.clone();
+                    match tokio::task::spawn_blocking(move || engine.detect_step(5000)).await {
+                        Ok(Ok(fresh)) if !fresh.is_empty() => alerts.send_findings(&fresh),
+                        Ok(Ok(_)) => break,
+                        Ok(Err(err)) => {
+                            tracing::warn!(error = %err, "detection could not read the ledger; will retry");
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+        }))
+    } else {
+        None
+    };
     let replay_auditor = auditor.clone();
     let mut replay_rx = rx.clone();
     let replayer = tokio::spawn(async move {
@@ -405,6 +466,9 @@ pub async fn start_with(
         let _ = flusher.await;
         let _ = checkpointer.await;
         let _ = replayer.await;
+        if let Some(d) = detector {
+            let _ = d.await;
+        }
         let e = task_engine.clone();
         match tokio::task::spawn_blocking(move || e.flush_last_used().and_then(|_| e.checkpoint())).await {
             Ok(Err(err)) => {

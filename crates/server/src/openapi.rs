@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{access, audit, health, ledger, tokens};
+use crate::routes::{access, audit, findings, health, ledger, tokens};
 
 struct BearerAuth;
 
@@ -31,6 +31,7 @@ impl Modify for BearerAuth {
         ledger::leaf, ledger::proof, ledger::consistency, ledger::checkpoint, ledger::sign_checkpoint, ledger::key,
         ledger::erase,
         access::verify, access::authz,
+        findings::list, findings::show, findings::ack, findings::resolve,
         health::healthz, health::readyz, health::metrics, health::openapi,
     ),
     modifiers(&BearerAuth),
@@ -38,6 +39,7 @@ impl Modify for BearerAuth {
         (name = "tokens", description = "Issue and manage tokens"),
         (name = "audit", description = "Read the audit log"),
         (name = "ledger", description = "Checkpoints, proofs and erasure of the tamper-evident log"),
+        (name = "findings", description = "What the detectors found"),
         (name = "access", description = "Decisions for services and proxies: verify and authz"),
         (name = "operations", description = "Health, metrics and this document"),
     )

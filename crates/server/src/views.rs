@@ -231,3 +231,23 @@ pub fn ingest_event(v: proto::IngestEvent) -> Result<(Option<String>, Event), St
     e.details = v.details;
     Ok((v.id, e))
 }
+
+/// A finding as the API, the offline `detect` and the alert sinks show it.
+pub fn finding_view(f: &store::FindingRecord) -> proto::FindingView {
+    proto::FindingView {
+        id: f.id.clone(),
+        kind: f.kind.clone(),
+        severity: f.severity.clone(),
+        status: f.status.clone(),
+        token_id: f.token_id.clone(),
+        source_ip: f.source_ip.clone(),
+        first_seen: format_time(f.first_seen),
+        last_seen: format_time(f.last_seen),
+        summary: f.summary.clone(),
+        evidence_event_ids: f.evidence.clone(),
+        event_count: f.event_count,
+        details: f.details.clone(),
+        comment: f.comment.clone(),
+        status_changed_at: format_time(f.status_changed_at),
+    }
+}

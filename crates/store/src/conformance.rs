@@ -420,6 +420,63 @@ pub(crate) fn aggregates_events(store: &dyn Store) {
     );
 }
 
+pub(crate) fn keeps_findings_and_their_status(store: &dyn Store) {
+    use crate::{FindingQuery, FindingRecord};
+    let f = |id: &str, kind: &str, last: &str, count: u64| FindingRecord {
+        id: id.to_owned(),
+        kind: kind.to_owned(),
+        severity: "high".to_owned(),
+        status: "open".to_owned(),
+        token_id: Some("tokA".to_owned()),
+        source_ip: Some("203.0.113.5".to_owned()),
+        first_seen: t("2026-03-01T10:00:00Z"),
+        last_seen: t(last),
+        summary: format!("{kind} {count}"),
+        evidence: (0..count).map(|i| format!("ev{i}")).collect(),
+        event_count: count,
+        details: BTreeMap::new(),
+        comment: None,
+        status_changed_at: t("2026-03-01T10:00:00Z"),
+    };
+    assert_eq!(
+        store
+            .upsert_findings(&[
+                f("fd1", "brute_force", "2026-03-01T10:05:00Z", 3),
+                f("fd2", "off_hours", "2026-03-01T11:00:00Z", 1)
+            ])
+            .unwrap(),
+        ["fd1", "fd2"]
+    );
+    // Extending keeps it one finding.
+    assert!(store.upsert_findings(&[f("fd1", "brute_force", "2026-03-01T10:09:00Z", 7)]).unwrap().is_empty());
+    let got = store.get_finding("fd1").unwrap().unwrap();
+    assert_eq!((got.event_count, got.evidence.len(), got.status.as_str()), (7, 7, "open"));
+    assert_eq!(got.last_seen, t("2026-03-01T10:09:00Z"));
+    // Resolving records an admin event; later activity reopens it, earlier replays do not.
+    let mut ev = admin_event("resolve-1", "fd1");
+    store.set_finding_status("fd1", "resolved", "blocked the network", t("2026-03-01T12:00:00Z"), &mut ev).unwrap();
+    assert!(ev.seq.is_some());
+    assert!(store.upsert_findings(&[f("fd1", "brute_force", "2026-03-01T10:09:00Z", 7)]).unwrap().is_empty());
+    assert_eq!(store.get_finding("fd1").unwrap().unwrap().status, "resolved");
+    assert_eq!(store.upsert_findings(&[f("fd1", "brute_force", "2026-03-01T13:00:00Z", 9)]).unwrap(), ["fd1"]);
+    let reopened = store.get_finding("fd1").unwrap().unwrap();
+    assert_eq!((reopened.status.as_str(), reopened.comment.as_deref()), ("open", Some("blocked the network")));
+    let err = store
+        .set_finding_status("nope", "resolved", "x", t("2026-03-01T12:00:00Z"), &mut admin_event("r2", "-"))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)));
+    let ids = |q: FindingQuery| {
+        store.list_findings(&q).unwrap().items.into_iter().map(|f| f.id).collect::<Vec<_>>().join(" ")
+    };
+    assert_eq!(ids(FindingQuery { limit: 10, ..Default::default() }), "fd2 fd1");
+    assert_eq!(ids(FindingQuery { kind: Some("off_hours".into()), limit: 10, ..Default::default() }), "fd2");
+    assert_eq!(ids(FindingQuery { severities: vec!["low".into()], limit: 10, ..Default::default() }), "");
+    assert_eq!(ids(FindingQuery { since: Some(t("2026-03-01T12:30:00Z")), limit: 10, ..Default::default() }), "fd1");
+    let page = store.list_findings(&FindingQuery { limit: 1, ..Default::default() }).unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(ids(FindingQuery { after: page.next, limit: 10, ..Default::default() }), "fd1");
+}
+
 /// Instantiates every conformance check as a `#[test]` for one backend.
 macro_rules! suite {
     ($make:expr) => {
@@ -477,6 +534,11 @@ macro_rules! suite {
         fn aggregates_events() {
             let (_guard, store) = $make;
             $crate::conformance::aggregates_events(&store);
+        }
+        #[test]
+        fn keeps_findings_and_their_status() {
+            let (_guard, store) = $make;
+            $crate::conformance::keeps_findings_and_their_status(&store);
         }
         #[test]
         fn keeps_metadata() {

@@ -100,6 +100,27 @@ impl<S: Store> Store for FaultInjected<S> {
         self.check()?;
         self.inner.erase(erasure, event)
     }
+    fn upsert_findings(&self, findings: &[crate::FindingRecord]) -> Result<Vec<String>> {
+        self.check()?;
+        self.inner.upsert_findings(findings)
+    }
+    fn get_finding(&self, id: &str) -> Result<Option<crate::FindingRecord>> {
+        self.inner.get_finding(id)
+    }
+    fn list_findings(&self, query: &crate::FindingQuery) -> Result<Page<crate::FindingRecord>> {
+        self.inner.list_findings(query)
+    }
+    fn set_finding_status(
+        &self,
+        id: &str,
+        status: &str,
+        comment: &str,
+        at: Timestamp,
+        event: &mut Event,
+    ) -> Result<()> {
+        self.check()?;
+        self.inner.set_finding_status(id, status, comment, at, event)
+    }
     fn meta_get(&self, key: &str) -> Result<Option<String>> {
         self.inner.meta_get(key)
     }

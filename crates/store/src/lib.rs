@@ -82,6 +82,58 @@ pub struct StoredCheckpoint {
     pub created_at: Timestamp,
 }
 
+/// A finding as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FindingRecord {
+    /// Stable id.
+    pub id: String,
+    /// Finding type (`off_hours`, …).
+    pub kind: String,
+    /// `low`, `medium`, `high`, `critical`.
+    pub severity: String,
+    /// `open`, `acknowledged`, `resolved`.
+    pub status: String,
+    /// The token involved.
+    pub token_id: Option<String>,
+    /// The address involved.
+    pub source_ip: Option<String>,
+    /// First event time.
+    pub first_seen: Timestamp,
+    /// Latest event time.
+    pub last_seen: Timestamp,
+    /// One sentence.
+    pub summary: String,
+    /// Evidence event ids.
+    pub evidence: Vec<String>,
+    /// Events that showed it.
+    pub event_count: u64,
+    /// Values behind it.
+    pub details: BTreeMap<String, String>,
+    /// The comment of the last acknowledgement or resolution.
+    pub comment: Option<String>,
+    /// When the status last changed.
+    pub status_changed_at: Timestamp,
+}
+
+/// Filters for listing findings; newest first.
+#[derive(Clone, Debug, Default)]
+pub struct FindingQuery {
+    /// Finding type.
+    pub kind: Option<String>,
+    /// These severities (any of them).
+    pub severities: Vec<String>,
+    /// Status.
+    pub status: Option<String>,
+    /// The token involved.
+    pub token_id: Option<String>,
+    /// Last seen at or after.
+    pub since: Option<Timestamp>,
+    /// Continue after this position.
+    pub after: Option<i64>,
+    /// Page size.
+    pub limit: u32,
+}
+
 /// Which events' personal values to erase.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Erasure {
@@ -296,6 +348,22 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the personal values and salts of the matching events and appends `event` (the
     /// admin event recording the erasure), atomically. Returns how many events were erased.
     fn erase(&self, erasure: &Erasure, event: &mut Event) -> Result<u64>;
+
+    /// Stores findings: new ones as `open`; known ones get their new evidence, times, count,
+    /// summary and severity, keep their status and comment, and are reopened when they were
+    /// resolved and the new activity is after the resolution. Returns the ids that are new or
+    /// reopened.
+    fn upsert_findings(&self, findings: &[FindingRecord]) -> Result<Vec<String>>;
+
+    /// One finding.
+    fn get_finding(&self, id: &str) -> Result<Option<FindingRecord>>;
+
+    /// Findings matching a query, newest first.
+    fn list_findings(&self, query: &FindingQuery) -> Result<Page<FindingRecord>>;
+
+    /// Sets a finding's status and comment, with the admin event recording it, atomically.
+    fn set_finding_status(&self, id: &str, status: &str, comment: &str, at: Timestamp, event: &mut Event)
+    -> Result<()>;
 
     /// A metadata value.
     fn meta_get(&self, key: &str) -> Result<Option<String>>;

@@ -21,7 +21,8 @@ use ledger::merkle::NodeId;
 use std::collections::HashMap;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -152,7 +153,31 @@ CREATE TABLE checkpoints (
 );
 CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON checkpoints
     BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
-"#];
+"#,
+    r#"
+-- Findings of the detectors: derived from the log, so mutable (status, evidence as it grows).
+CREATE TABLE findings (
+    pk          INTEGER PRIMARY KEY,
+    id          TEXT NOT NULL UNIQUE,
+    kind        TEXT NOT NULL,
+    severity    TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    token_id    TEXT,
+    source_ip   TEXT,
+    first_us    INTEGER NOT NULL,
+    last_us     INTEGER NOT NULL,
+    summary     TEXT NOT NULL,
+    evidence    TEXT NOT NULL,
+    event_count INTEGER NOT NULL,
+    details     TEXT NOT NULL,
+    comment     TEXT,
+    status_us   INTEGER NOT NULL
+);
+CREATE INDEX findings_kind ON findings(kind, pk);
+CREATE INDEX findings_token ON findings(token_id, pk);
+CREATE INDEX findings_status ON findings(status, pk);
+"#,
+];
 
 const READERS: usize = 4;
 
@@ -723,6 +748,42 @@ fn network_key(hex: &str) -> String {
     }
 }
 
+const FINDING_COLUMNS: &str = "pk, id, kind, severity, status, token_id, source_ip, first_us, last_us, summary, \
+    evidence, event_count, details, comment, status_us";
+
+fn finding_from_row(r: &Row<'_>) -> rusqlite::Result<(i64, Result<crate::FindingRecord>)> {
+    let pk: i64 = r.get(0)?;
+    let first: i64 = r.get(7)?;
+    let last: i64 = r.get(8)?;
+    let evidence: String = r.get(10)?;
+    let count: i64 = r.get(11)?;
+    let details: String = r.get(12)?;
+    let status_us: i64 = r.get(14)?;
+    let (id, kind, severity, status, token_id, source_ip, summary, comment) =
+        (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(9)?, r.get(13)?);
+    Ok((
+        pk,
+        (|| {
+            Ok(crate::FindingRecord {
+                id,
+                kind,
+                severity,
+                status,
+                token_id,
+                source_ip,
+                first_seen: codec::time(first)?,
+                last_seen: codec::time(last)?,
+                summary,
+                evidence: codec::json_to_strings(&evidence)?,
+                event_count: u64::try_from(count).unwrap_or(0),
+                details: codec::json_to_map(&details)?,
+                comment,
+                status_changed_at: codec::time(status_us)?,
+            })
+        })(),
+    ))
+}
+
 fn checkpoint_from_row(r: &Row<'_>) -> rusqlite::Result<Result<StoredCheckpoint>> {
     let size: i64 = r.get(0)?;
     let root: Vec<u8> = r.get(1)?;
@@ -1135,6 +1196,13 @@ impl Store for SqliteStore {
             if column == "owner" {
                 tx.execute("UPDATE tokens SET owner = 'erased' WHERE owner = ?1", [value]).map_err(classify)?;
             }
+            tx.execute(
+                "UPDATE findings SET source_ip = CASE WHEN source_ip = ?1 THEN NULL ELSE source_ip END, \
+                 summary = '(erased)', details = '{}' \
+                 WHERE source_ip = ?1 OR instr(summary, ?1) > 0 OR instr(details, ?1) > 0",
+                [value],
+            )
+            .map_err(classify)?;
             append_in(tx, frontier, std::slice::from_mut(event))?;
             Ok(n as u64)
         })?;
@@ -1143,6 +1211,156 @@ impl Store for SqliteStore {
         let w = lock(&self.writer);
         w.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(classify)?;
         Ok(n)
+    }
+
+    fn upsert_findings(&self, findings: &[crate::FindingRecord]) -> Result<Vec<String>> {
+        if findings.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(|tx| {
+            let mut fresh = Vec::new();
+            for f in findings {
+                let existing: Option<(String, i64)> = tx
+                    .query_row("SELECT status, status_us FROM findings WHERE id = ?1", [&f.id], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()
+                    .map_err(classify)?;
+                let evidence = codec::strings_to_json(&f.evidence);
+                let details = codec::map_to_json(&f.details);
+                match existing {
+                    None => {
+                        tx.execute(
+                            "INSERT INTO findings (id, kind, severity, status, token_id, source_ip, first_us, last_us, summary, \
+                             evidence, event_count, details, comment, status_us) \
+                             VALUES (?1, ?2, ?3, 'open', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, ?12)",
+                            params![
+                                f.id,
+                                f.kind,
+                                f.severity,
+                                f.token_id,
+                                f.source_ip,
+                                codec::micros(f.first_seen),
+                                codec::micros(f.last_seen),
+                                f.summary,
+                                evidence,
+                                i64::try_from(f.event_count).unwrap_or(i64::MAX),
+                                details,
+                                codec::micros(f.status_changed_at),
+                            ],
+                        )
+                        .map_err(classify)?;
+                        fresh.push(f.id.clone());
+                    }
+                    Some((status, status_us)) => {
+                        let reopen = status == "resolved" && codec::micros(f.last_seen) > status_us;
+                        tx.execute(
+                            "UPDATE findings SET severity = ?2, last_us = MAX(last_us, ?3), summary = ?4, evidence = ?5, \
+                             event_count = MAX(event_count, ?6), details = ?7, \
+                             status = CASE WHEN ?8 THEN 'open' ELSE status END, \
+                             status_us = CASE WHEN ?8 THEN ?9 ELSE status_us END WHERE id = ?1",
+                            params![
+                                f.id,
+                                f.severity,
+                                codec::micros(f.last_seen),
+                                f.summary,
+                                evidence,
+                                i64::try_from(f.event_count).unwrap_or(i64::MAX),
+                                details,
+                                reopen,
+                                codec::micros(f.last_seen),
+                            ],
+                        )
+                        .map_err(classify)?;
+                        if reopen {
+                            fresh.push(f.id.clone());
+                        }
+                    }
+                }
+            }
+            Ok(fresh)
+        })
+    }
+
+    fn get_finding(&self, id: &str) -> Result<Option<crate::FindingRecord>> {
+        self.read(|c| {
+            c.query_row(&format!("SELECT {FINDING_COLUMNS} FROM findings WHERE id = ?1"), [id], finding_from_row)
+                .optional()
+                .map_err(classify)?
+                .map(|(_, f)| f)
+                .transpose()
+        })
+    }
+
+    fn list_findings(&self, q: &crate::FindingQuery) -> Result<Page<crate::FindingRecord>> {
+        let mut sql = format!("SELECT {FINDING_COLUMNS} FROM findings WHERE 1 = 1");
+        let mut args: Vec<SqlValue> = Vec::new();
+        let mut eq = |col: &str, v: &Option<String>, args: &mut Vec<SqlValue>| {
+            if let Some(v) = v {
+                args.push(SqlValue::Text(v.clone()));
+                sql += &format!(" AND {col} = ?{}", args.len());
+            }
+        };
+        eq("kind", &q.kind, &mut args);
+        eq("status", &q.status, &mut args);
+        eq("token_id", &q.token_id, &mut args);
+        if !q.severities.is_empty() {
+            let mut marks = Vec::new();
+            for s in &q.severities {
+                args.push(SqlValue::Text(s.clone()));
+                marks.push(format!("?{}", args.len()));
+            }
+            sql += &format!(" AND severity IN ({})", marks.join(", "));
+        }
+        if let Some(since) = q.since {
+            args.push(SqlValue::Integer(codec::micros(since)));
+            sql += &format!(" AND last_us >= ?{}", args.len());
+        }
+        if let Some(after) = q.after {
+            args.push(SqlValue::Integer(after));
+            sql += &format!(" AND pk < ?{}", args.len());
+        }
+        let limit = i64::from(q.limit.max(1));
+        args.push(SqlValue::Integer(limit + 1));
+        sql += &format!(" ORDER BY pk DESC LIMIT ?{}", args.len());
+        self.read(|c| {
+            let mut stmt = c.prepare(&sql).map_err(classify)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args), finding_from_row)
+                .map_err(classify)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(classify)?;
+            let more = rows.len() as i64 > limit;
+            let mut items = Vec::new();
+            let mut last = None;
+            for (pk, f) in rows.into_iter().take(limit as usize) {
+                items.push(f?);
+                last = Some(pk);
+            }
+            Ok(Page { items, next: if more { last } else { None } })
+        })
+    }
+
+    fn set_finding_status(
+        &self,
+        id: &str,
+        status: &str,
+        comment: &str,
+        at: Timestamp,
+        event: &mut Event,
+    ) -> Result<()> {
+        self.write_log(|tx, frontier| {
+            let n = tx
+                .execute(
+                    "UPDATE findings SET status = ?2, comment = ?3, status_us = ?4 WHERE id = ?1",
+                    params![id, status, comment, codec::micros(at)],
+                )
+                .map_err(classify)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("finding {id}")));
+            }
+            append_in(tx, frontier, std::slice::from_mut(event))
+        })
     }
 
     fn meta_get(&self, key: &str) -> Result<Option<String>> {

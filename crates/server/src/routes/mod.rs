@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod findings;
 pub mod health;
 pub mod ledger;
 pub mod tokens;
