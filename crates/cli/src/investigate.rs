@@ -149,7 +149,7 @@ pub async fn run_query(
     match format {
         Format::Json | Format::Ndjson => print(&output::json(&list)),
         Format::Csv => print(&output::csv(&EVENT_HEADERS, &event_rows(&list.events))),
-        Format::Table => {
+        Format::Table | Format::Html => {
             print(&event_table(&list.events))?;
             if let Some(c) = &list.next_cursor {
                 let _ = writeln!(std::io::stderr(), "more events: add --cursor {c}");
@@ -194,7 +194,7 @@ pub async fn run_stats(
     match format {
         Format::Json | Format::Ndjson => print(&output::json(&stats)),
         Format::Csv => print(&output::csv(&headers, &rows)),
-        Format::Table => print(&output::table(&headers, &rows, 80, &[])),
+        Format::Table | Format::Html => print(&output::table(&headers, &rows, 80, &[])),
     }
 }
 
@@ -297,7 +297,7 @@ pub async fn run_tail(client: &Client, format: Format, filters: &Filters, n: u32
                 .nth(1)
                 .map(|l| format!("{l}\n"))
                 .unwrap_or_default(),
-            Format::Table => {
+            Format::Table | Format::Html => {
                 let r = &event_rows(std::slice::from_ref(e))[0];
                 format!("{}  {:<18} {:<16} {}\n", output::seconds(&r[0]), r[1], r[2], r[3])
             }

@@ -62,6 +62,9 @@ enum Command {
     /// What the detectors found.
     #[command(subcommand)]
     Findings(FindingsCmd),
+    /// Least-privilege analysis, access reviews and compliance reports.
+    #[command(subcommand)]
+    Report(ReportCmd),
     /// Run the detectors offline over an NDJSON event file and print the findings.
     Detect {
         /// The events (tokentrail's NDJSON schema, any order).
@@ -147,6 +150,34 @@ enum TokenCmd {
         /// Why (kept in the audit log).
         #[arg(long)]
         reason: String,
+    },
+    /// Try (--what-if), shadow (--shadow) or apply (--apply) a narrower grant.
+    Narrow {
+        /// Token id.
+        id: String,
+        /// A proposed scope (repeatable).
+        #[arg(long = "to", value_name = "SCOPE")]
+        to: Vec<String>,
+        /// Replay the token's recorded requests against the proposed scopes.
+        #[arg(long, conflicts_with_all = ["shadow", "apply"], required_unless_present_any = ["shadow", "apply"])]
+        what_if: bool,
+        /// Flag live requests the proposed scopes would deny, without enforcing them (no --to ends it).
+        #[arg(long, conflicts_with = "apply")]
+        shadow: bool,
+        /// Switch the token to the proposed scopes.
+        #[arg(long)]
+        apply: bool,
+        /// The what-if window (default 90d).
+        #[arg(long)]
+        window: Option<String>,
+    },
+    /// Confirm in an access review that a token is still needed as granted.
+    Confirm {
+        /// Token id.
+        id: String,
+        /// A note for the record.
+        #[arg(long)]
+        comment: Option<String>,
     },
     /// Issue a new secret with the same grants; the new token is printed once.
     Rotate {
@@ -370,6 +401,37 @@ struct QueryArgs {
 }
 
 #[derive(Subcommand)]
+enum ReportCmd {
+    /// Granted versus used scopes per token, with recommendations and their evidence.
+    LeastPrivilege {
+        /// The window of observed use (default 90d).
+        #[arg(long)]
+        window: Option<String>,
+        /// Only this owner's tokens.
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    /// Each token with its grants, use and recommendation, for an owner to confirm or revoke.
+    AccessReview {
+        /// Only this owner's tokens.
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    /// A period's evidence for auditors: --format html (one self-contained file), json or csv.
+    Compliance {
+        /// Period start: a date (2026-11-01) or an RFC 3339 time.
+        #[arg(long)]
+        from: String,
+        /// Period end, exclusive (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        /// Write to this file instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum FindingsCmd {
     /// List findings, newest first.
     List {
@@ -489,6 +551,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Token(cmd) => client_command(&cli.global, |client, format| Box::pin(token(client, format, cmd))),
         Command::Detect { input, config } => detect_offline(&input, config.as_deref(), cli.global.format),
+        Command::Report(cmd) => client_command(&cli.global, |client, format| Box::pin(report(client, format, cmd))),
         Command::Findings(cmd) => client_command(&cli.global, |client, format| Box::pin(findings(client, format, cmd))),
         Command::Ingest(args) if args.data_dir.is_some() => ingest_offline(&args),
         Command::Ingest(args) => {
@@ -575,6 +638,9 @@ fn token_pairs(t: &TokenView) -> Vec<(&'static str, String)> {
         ("last_used_at", opt(&t.last_used_at)),
         ("secret_created_at", t.secret_created_at.clone()),
     ];
+    if !t.shadow_scopes.is_empty() {
+        p.push(("shadow_scopes", t.shadow_scopes.join(" ")));
+    }
     if let Some(u) = &t.previous_secret_valid_until {
         p.push(("previous_secret_valid_until", u.clone()));
     }
@@ -588,7 +654,7 @@ fn token_pairs(t: &TokenView) -> Vec<(&'static str, String)> {
 fn show_token(t: &TokenView, format: Format) -> anyhow::Result<()> {
     match format {
         Format::Json | Format::Ndjson => print(&output::json(t)),
-        Format::Table => print(&output::pairs(&token_pairs(t))),
+        Format::Table | Format::Html => print(&output::pairs(&token_pairs(t))),
         Format::Csv => print(&output::csv(&TOKEN_HEADERS, &token_rows(std::slice::from_ref(t)))),
     }
 }
@@ -596,7 +662,7 @@ fn show_token(t: &TokenView, format: Format) -> anyhow::Result<()> {
 fn show_issued(issued: &IssuedToken, format: Format, verb: &str) -> anyhow::Result<()> {
     match format {
         Format::Json | Format::Ndjson => print(&output::json(issued)),
-        Format::Table | Format::Csv => {
+        Format::Table | Format::Html | Format::Csv => {
             let mut err = std::io::stderr().lock();
             let _ = writeln!(err, "Token {verb}. Copy it now: it is shown only once.");
             print(&format!("{}\n", issued.token))?;
@@ -638,7 +704,7 @@ async fn token(client: &Client, format: Format, cmd: TokenCmd) -> anyhow::Result
             match format {
                 Format::Json | Format::Ndjson => print(&output::json(&list)),
                 Format::Csv => print(&output::csv(&TOKEN_HEADERS, &token_rows(&list.tokens))),
-                Format::Table => {
+                Format::Table | Format::Html => {
                     print(&output::table(&TOKEN_HEADERS, &token_rows(&list.tokens), 80, &["ID"]))?;
                     if let Some(c) = &list.next_cursor {
                         let _ = writeln!(std::io::stderr(), "more tokens: add --cursor {c}");
@@ -649,6 +715,51 @@ async fn token(client: &Client, format: Format, cmd: TokenCmd) -> anyhow::Result
         }
         TokenCmd::Show { id } => show_token(&client.get_token(&id).await.map_err(api)?, format),
         TokenCmd::Activity { id, since } => investigate::run_activity(client, format, &id, since).await,
+        TokenCmd::Narrow { id, to, what_if, shadow, apply, window } => {
+            let body = proto::NarrowRequest { to, what_if, shadow, apply, window };
+            let path = format!("/v1/tokens/{}/narrow", cli::client::encode(&id));
+            if what_if {
+                let w: proto::WhatIf = client.call(hyper::Method::POST, &path, Some(&body)).await.map_err(api)?;
+                return match format {
+                    Format::Json | Format::Ndjson => print(&output::json(&w)),
+                    _ => {
+                        let mut out = format!(
+                            "{} of {} recorded requests in the last {} days would have been denied with [{}]\n",
+                            w.would_deny,
+                            w.considered,
+                            w.window_days,
+                            w.proposed.join(" ")
+                        );
+                        let rows: Vec<Vec<String>> =
+                            w.by_route.iter().map(|(r, n)| vec![r.clone(), n.to_string()]).collect();
+                        if !rows.is_empty() {
+                            out += &output::table(&["ROUTE", "WOULD DENY"], &rows, 80, &[]);
+                        }
+                        print(&out)
+                    }
+                };
+            }
+            let t: TokenView = client.call(hyper::Method::POST, &path, Some(&body)).await.map_err(api)?;
+            show_token(&t, format)
+        }
+        TokenCmd::Confirm { id, comment } => {
+            let body = proto::ConfirmRequest { comment };
+            let resp = client
+                .send(
+                    hyper::Method::POST,
+                    &format!("/v1/tokens/{}/confirm", cli::client::encode(&id)),
+                    Some(serde_json::to_vec(&body)?),
+                    Some("application/json"),
+                )
+                .await
+                .map_err(api)?;
+            if !resp.status.is_success() {
+                let p: proto::Problem =
+                    serde_json::from_slice(&resp.body).map_err(|_| anyhow!("the server answered {}", resp.status))?;
+                return Err(api(ClientError::Problem(resp.status, Box::new(p))));
+            }
+            print(&format!("confirmed token {id}\n"))
+        }
         TokenCmd::Update(a) => {
             let req = UpdateTokenRequest {
                 name: a.name,
@@ -707,7 +818,7 @@ fn show_findings(findings: &[proto::FindingView], format: Format) -> anyhow::Res
     match format {
         Format::Json | Format::Ndjson => print(&output::json(&findings)),
         Format::Csv => print(&output::csv(&FINDING_HEADERS, &finding_rows(findings))),
-        Format::Table => {
+        Format::Table | Format::Html => {
             // ID, type and severity are what one acts on; the summary is shown in full below each.
             let mut out = String::new();
             for f in findings {
@@ -726,7 +837,7 @@ fn show_finding(f: &proto::FindingView, format: Format) -> anyhow::Result<()> {
     match format {
         Format::Json | Format::Ndjson => print(&output::json(f)),
         Format::Csv => print(&output::csv(&FINDING_HEADERS, &finding_rows(std::slice::from_ref(f)))),
-        Format::Table => {
+        Format::Table | Format::Html => {
             let mut items = vec![
                 ("id", f.id.clone()),
                 ("type", f.kind.clone()),
@@ -796,6 +907,105 @@ async fn findings(client: &Client, format: Format, cmd: FindingsCmd) -> anyhow::
                 .await
                 .map_err(api)?;
             show_finding(&f, format)
+        }
+    }
+}
+
+async fn report(client: &Client, format: Format, cmd: ReportCmd) -> anyhow::Result<()> {
+    match cmd {
+        ReportCmd::LeastPrivilege { window, owner } => {
+            let q = query(&[("window", window), ("owner", owner)]);
+            let r: proto::LeastPrivilegeReport = client
+                .call(hyper::Method::GET, &format!("/v1/reports/least-privilege{q}"), None::<&()>)
+                .await
+                .map_err(api)?;
+            show_privilege(&r, format, false)
+        }
+        ReportCmd::AccessReview { owner } => {
+            let q = query(&[("owner", owner)]);
+            let r: proto::LeastPrivilegeReport = client
+                .call(hyper::Method::GET, &format!("/v1/reports/access-review{q}"), None::<&()>)
+                .await
+                .map_err(api)?;
+            show_privilege(&r, format, true)
+        }
+        ReportCmd::Compliance { from, to, out } => {
+            let fmt = match format {
+                Format::Csv => "csv",
+                Format::Json | Format::Ndjson => "json",
+                Format::Html | Format::Table => "html",
+            };
+            let q = query(&[("from", Some(from)), ("to", to), ("format", Some(fmt.to_owned()))]);
+            let resp = client
+                .send(hyper::Method::GET, &format!("/v1/reports/compliance{q}"), None, None)
+                .await
+                .map_err(api)?;
+            if !resp.status.is_success() {
+                let p: proto::Problem =
+                    serde_json::from_slice(&resp.body).map_err(|_| anyhow!("the server answered {}", resp.status))?;
+                return Err(api(ClientError::Problem(resp.status, Box::new(p))));
+            }
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, &resp.body).with_context(|| format!("cannot write {}", path.display()))?;
+                    let _ = writeln!(std::io::stderr(), "wrote {} ({} bytes)", path.display(), resp.body.len());
+                    Ok(())
+                }
+                None => print(&String::from_utf8_lossy(&resp.body)),
+            }
+        }
+    }
+}
+
+fn show_privilege(r: &proto::LeastPrivilegeReport, format: Format, review: bool) -> anyhow::Result<()> {
+    match format {
+        Format::Json | Format::Ndjson => print(&output::json(r)),
+        Format::Csv => {
+            let rows: Vec<Vec<String>> = r
+                .recommendations
+                .iter()
+                .map(|x| {
+                    vec![
+                        x.token_id.clone(),
+                        x.kind.clone(),
+                        x.from.join(" "),
+                        x.to.clone().map(|t| t.join(" ")).unwrap_or_default(),
+                        x.reason.clone(),
+                        x.command.clone(),
+                    ]
+                })
+                .collect();
+            print(&output::csv(&["TOKEN", "KIND", "FROM", "TO", "REASON", "COMMAND"], &rows))
+        }
+        Format::Table | Format::Html => {
+            let mut out = String::new();
+            for t in &r.tokens {
+                if !review && t.recommendations.is_empty() {
+                    continue;
+                }
+                out += &format!("{}  {} ({}, {})\n", t.token_id, t.name, t.owner, t.state);
+                out += &format!(
+                    "    granted  {}\n    used     {}\n",
+                    t.granted.join(" "),
+                    if t.used.is_empty() { "-".into() } else { t.used.join(" ") }
+                );
+                if review {
+                    out += &format!("    confirmed {}\n", t.confirmed_at.clone().unwrap_or_else(|| "never".into()));
+                }
+                for x in &t.recommendations {
+                    for (i, line) in output::wrap(&format!("{}: {}", x.kind, x.reason), 72).into_iter().enumerate() {
+                        out += &format!("    {}{line}\n", if i == 0 { "→ " } else { "  " });
+                    }
+                    out += &format!("      $ {}\n", x.command);
+                }
+                if review && t.recommendations.is_empty() {
+                    out += &format!("    → fits its use; confirm with: tokentrail token confirm {}\n", t.token_id);
+                }
+            }
+            if out.is_empty() {
+                out = format!("every token's grants fit its use over the last {} days\n", r.window_days);
+            }
+            print(&out)
         }
     }
 }
@@ -1110,7 +1320,7 @@ async fn audit(client: &Client, format: Format, cmd: AuditCmd) -> anyhow::Result
         AuditCmd::Export { filters, out } => {
             let csv = match format {
                 Format::Csv => true,
-                Format::Json | Format::Ndjson | Format::Table => false,
+                Format::Json | Format::Ndjson | Format::Table | Format::Html => false,
             };
             investigate::run_export(client, &filters, csv, out.as_deref()).await
         }

@@ -15,6 +15,8 @@ pub enum Format {
     Csv,
     /// One JSON value per line (event and finding streams; elsewhere the same as json).
     Ndjson,
+    /// A self-contained HTML document (the compliance report; elsewhere the same as table).
+    Html,
 }
 
 /// Renders rows as aligned columns no wider than `width`, shortening the widest columns

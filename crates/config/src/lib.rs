@@ -21,5 +21,5 @@ pub use error::{ConfigError, ConfigErrors, ErrorKind, Origin};
 pub use load::{CLIENT_ENV_VARS, ENV_PREFIX, check_file, env_var, flag_name, key_paths, load};
 pub use schema::{
     AlertsConfig, Config, Defaults, DetectSection, Durability, FALLBACK_NODE, GatewayConfig, LedgerConfig,
-    LimitsConfig, LogConfig, LogFormat, TokenConfig, parse_business_hours,
+    LimitsConfig, LogConfig, LogFormat, ReportsConfig, TokenConfig, parse_business_hours,
 };

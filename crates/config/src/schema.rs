@@ -53,6 +53,19 @@ pub struct Config {
     pub detect: DetectSection,
     /// `[alerts]`: where findings are sent.
     pub alerts: AlertsConfig,
+    /// `[reports]`: least-privilege analysis and compliance reports.
+    pub reports: ReportsConfig,
+}
+
+/// The `[reports]` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportsConfig {
+    /// `reports.window`: the window of observed use for least-privilege analysis. Default `90d`.
+    pub window: Duration,
+    /// `reports.unused_for`: a token unused this long is recommended for revocation. Default `30d`.
+    pub unused_for: Duration,
+    /// `reports.max_secret_age`: a secret older than this is recommended for rotation. Default `90d`.
+    pub max_secret_age: Duration,
 }
 
 /// The `[detect]` section (every value documented in docs/detectors.md).
@@ -274,6 +287,11 @@ impl Config {
                 enumeration_min_ids: 50,
                 volume_min_requests: 200,
             },
+            reports: ReportsConfig {
+                window: Duration::from_secs(90 * DAY),
+                unused_for: Duration::from_secs(30 * DAY),
+                max_secret_age: Duration::from_secs(90 * DAY),
+            },
             alerts: AlertsConfig {
                 webhook_url: None,
                 webhook_secret: None,
@@ -378,6 +396,9 @@ keys! {
     "alerts.syslog_min_severity" => alerts.syslog_min_severity, check = check_severity;
     "alerts.file" => alerts.file;
     "alerts.file_min_severity" => alerts.file_min_severity, check = check_severity;
+    "reports.window" => reports.window;
+    "reports.unused_for" => reports.unused_for;
+    "reports.max_secret_age" => reports.max_secret_age;
 }
 
 fn check_node(node: &str) -> Result<(), String> {

@@ -43,11 +43,13 @@ pub enum FindingType {
     VolumeSpike,
     /// The first access by a token to a sensitivity label.
     FirstSensitiveAccess,
+    /// Shadow mode: requests a token's proposed narrower scopes would deny.
+    ShadowDeny,
 }
 
 impl FindingType {
     /// Every type.
-    pub const ALL: [FindingType; 11] = [
+    pub const ALL: [FindingType; 12] = [
         FindingType::OffHours,
         FindingType::NewNetwork,
         FindingType::ConcurrentNetworks,
@@ -59,6 +61,7 @@ impl FindingType {
         FindingType::Enumeration,
         FindingType::VolumeSpike,
         FindingType::FirstSensitiveAccess,
+        FindingType::ShadowDeny,
     ];
 
     /// The type's name.
@@ -75,6 +78,7 @@ impl FindingType {
             FindingType::Enumeration => "enumeration",
             FindingType::VolumeSpike => "volume_spike",
             FindingType::FirstSensitiveAccess => "first_sensitive_access",
+            FindingType::ShadowDeny => "shadow_deny",
         }
     }
 

@@ -250,6 +250,22 @@ fn scenarios() -> Vec<(&'static str, Vec<Event>)> {
             ));
         }
     });
+    scenario("shadow_deny", &|g, ev| {
+        for k in 0..3 {
+            let mut e = g.ev(
+                15 * DAY + 10 * 3600 + k * 60,
+                Some("tokA"),
+                "10.0.0.1",
+                "POST /v1/orders",
+                "/v1/orders",
+                Reason::Ok,
+                &[],
+            );
+            e.details.insert("shadow_decision".into(), "deny".into());
+            e.details.insert("shadow_scopes".into(), "orders:read".into());
+            ev.push(e);
+        }
+    });
     scenario("first_sensitive_access", &|g, ev| {
         ev.push(g.ev(
             15 * DAY + 10 * 3600,
@@ -298,6 +314,8 @@ fn every_finding_type_from_its_scenario() {
         enumeration high n=80 evidence=ev000265..ev000314 | token tokA requested 80 distinct objects on GET /v1/orders/{id} within 5 minutes; it usually requests about 1
         == volume_spike
         volume_spike medium n=400 evidence=ev000265..ev000314 | token tokA made 400 requests in 5 minutes (80/min); its usual rate is 0.01/min
+        == shadow_deny
+        shadow_deny low n=3 evidence=ev000265..ev000267 | token tokA made 3 requests today that its proposed scopes [orders:read] would deny (POST /v1/orders)
         == first_sensitive_access
         first_sensitive_access high n=1 evidence=ev000265..ev000265 | token tokA read financial data for the first time in 264 requests over 15 days (GET /v1/cards/{id})
     "#]].assert_eq(&all);

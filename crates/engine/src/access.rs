@@ -227,6 +227,16 @@ impl Engine {
             e.token_fingerprint = Some(self.pepper.fingerprint(presented));
         }
         annotate(&mut e, &decision);
+        // Shadow mode: the real scopes decided; say whether the proposed ones would have denied.
+        if decision.allowed()
+            && let (Some(r), Some(required)) = (resolved, &required_scope)
+            && !r.shadow_scopes.is_empty()
+            && insight::shadow_denies(&r.shadow_scopes, required)
+        {
+            e.details.insert("shadow_decision".to_owned(), "deny".to_owned());
+            let proposed: Vec<String> = r.shadow_scopes.iter().map(ToString::to_string).collect();
+            e.details.insert("shadow_scopes".to_owned(), proposed.join(","));
+        }
         let retry_after = match &decision.explanation.constraint {
             Some(token::Constraint::RateLimited { retry_after, .. }) => Some(*retry_after),
             _ => None,

@@ -22,7 +22,9 @@ pub mod datadir;
 pub mod detection;
 pub mod investigate;
 pub mod limits;
+pub mod privilege;
 pub mod recorder;
+pub mod report;
 mod tokens;
 pub mod verify;
 
@@ -345,6 +347,7 @@ impl Engine {
                 secret_created_at: now,
                 previous_secret: None,
                 revision: 1,
+                shadow_scopes: Vec::new(),
             };
             let mut event = self.new_event(Kind::Admin, "admin", Reason::Ok)?;
             event.operation = Some("token.create".to_owned());

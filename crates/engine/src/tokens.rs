@@ -334,6 +334,7 @@ impl Engine {
             secret_created_at: now,
             previous_secret: None,
             revision: 1,
+            shadow_scopes: Vec::new(),
         };
         let mut event = self.admin_event(by, ctx, "token.create", &record.id, 201)?;
         event.details = describe(&record);

@@ -157,6 +157,9 @@ pub struct TokenView {
     pub previous_secret_valid_until: Option<String>,
     /// Changes with every update; used for optimistic concurrency.
     pub revision: u64,
+    /// Shadow mode: proposed scopes whose would-be denials are flagged (not enforced).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shadow_scopes: Vec<String>,
 }
 
 /// The response to create and rotate: the only time the token string is shown.
@@ -600,6 +603,254 @@ pub struct FindingList {
 pub struct FindingComment {
     /// Why (1 to 1000 characters); kept with the finding and in the audit log.
     pub comment: String,
+}
+
+/// One least-privilege recommendation.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Recommendation {
+    /// The token.
+    pub token_id: String,
+    /// `narrow`, `revoke`, `set_expiry` or `rotate`.
+    pub kind: String,
+    /// The grants now.
+    pub from: Vec<String>,
+    /// The grants after (for `narrow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Vec<String>>,
+    /// Why, with the numbers.
+    pub reason: String,
+    /// The facts behind it.
+    pub evidence: BTreeMap<String, String>,
+    /// The command that applies it (or tries it first, with `--what-if`).
+    pub command: String,
+}
+
+/// One token's grants against its use.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct TokenPrivilege {
+    /// Token id.
+    pub token_id: String,
+    /// Name.
+    pub name: String,
+    /// Owner.
+    pub owner: String,
+    /// State now.
+    pub state: String,
+    /// Granted scopes.
+    pub granted: Vec<String>,
+    /// The scopes that cover what was used in the window.
+    pub used: Vec<String>,
+    /// Granted scopes no request needed.
+    pub unused: Vec<String>,
+    /// Last use.
+    pub last_used_at: Option<String>,
+    /// The last access-review confirmation, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed_at: Option<String>,
+    /// Recommendations (empty: the grants fit the use).
+    pub recommendations: Vec<Recommendation>,
+}
+
+/// `GET /v1/reports/least-privilege` and `/access-review`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct LeastPrivilegeReport {
+    /// When it was made.
+    pub generated_at: String,
+    /// The window of observed use, in days.
+    pub window_days: u64,
+    /// Every token analysed.
+    pub tokens: Vec<TokenPrivilege>,
+    /// Every recommendation, flat.
+    pub recommendations: Vec<Recommendation>,
+    /// Recommendations per kind.
+    pub summary: BTreeMap<String, u64>,
+}
+
+/// `POST /v1/tokens/{id}/narrow`: try, shadow or apply a narrower grant. Give exactly one mode.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NarrowRequest {
+    /// The proposed scopes.
+    pub to: Vec<String>,
+    /// Replay the window's recorded requests against them.
+    #[serde(default)]
+    pub what_if: bool,
+    /// Record them on the token: decisions keep the real scopes, requests they would deny are
+    /// flagged. An empty `to` with `shadow` ends shadow mode.
+    #[serde(default)]
+    pub shadow: bool,
+    /// Switch the token to them (ends shadow mode).
+    #[serde(default)]
+    pub apply: bool,
+    /// What-if window (`90d` by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+}
+
+/// The answer of a what-if.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct WhatIf {
+    /// The token.
+    pub token_id: String,
+    /// The proposed scopes.
+    pub proposed: Vec<String>,
+    /// The window, in days.
+    pub window_days: u64,
+    /// Allowed requests replayed.
+    pub considered: u64,
+    /// How many the proposed scopes would have denied.
+    pub would_deny: u64,
+    /// Their event ids (the first 1000).
+    pub would_deny_events: Vec<String>,
+    /// Per route.
+    pub by_route: BTreeMap<String, u64>,
+}
+
+/// `POST /v1/tokens/{id}/confirm`: an access review's confirmation.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmRequest {
+    /// Optional note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// A token as a compliance inventory shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct InventoryRow {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Owner.
+    pub owner: String,
+    /// Scopes.
+    pub scopes: Vec<String>,
+    /// State at the report's time.
+    pub state: String,
+    /// Created.
+    pub created_at: String,
+    /// Expiry.
+    pub expires_at: Option<String>,
+    /// Last use.
+    pub last_used_at: Option<String>,
+}
+
+/// Sensitive-data access by one token to one label.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct SensitiveAccess {
+    /// Token.
+    pub token_id: String,
+    /// Owner.
+    pub owner: String,
+    /// Label (`phi`, `pii`, `financial`, …).
+    pub label: String,
+    /// Requests.
+    pub count: u64,
+    /// Denied among them.
+    pub denied: u64,
+    /// Outside business hours among them.
+    pub off_hours: u64,
+    /// First.
+    pub first: String,
+    /// Last.
+    pub last: String,
+}
+
+/// The integrity statement of a compliance report.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct IntegrityStatement {
+    /// The log's name (checkpoint origin).
+    pub log: String,
+    /// The verifier key of its checkpoints.
+    pub verifier_key: String,
+    /// The signed checkpoint (C2SP signed note) that covers every event of the period.
+    pub checkpoint: Option<String>,
+    /// Its tree size.
+    pub checkpoint_size: Option<u64>,
+    /// Events in the log up to the end of the period.
+    pub events_covered: u64,
+    /// Whether the whole log verified when the report was made.
+    pub verified: bool,
+    /// The verification's one-line result.
+    pub verification: String,
+    /// The commands an auditor runs to check it independently.
+    pub commands: Vec<String>,
+}
+
+/// Which report sections serve a control.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ControlMapping {
+    /// SOC 2, HIPAA, PCI DSS 4.0, GDPR.
+    pub framework: String,
+    /// The control (`CC6.1`, `§164.312(b)`, …).
+    pub control: String,
+    /// What it asks for.
+    pub title: String,
+    /// The sections of this report that are its evidence.
+    pub sections: Vec<String>,
+}
+
+/// Headline numbers of a compliance report.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ReportTotals {
+    /// Access requests in the period.
+    pub requests: u64,
+    /// Allowed.
+    pub allowed: u64,
+    /// Denied.
+    pub denied: u64,
+    /// Tokens in the inventory.
+    pub tokens: u64,
+    /// Findings active in the period.
+    pub findings: u64,
+    /// Admin changes in the period.
+    pub admin_changes: u64,
+    /// Sensitive-data requests.
+    pub sensitive_requests: u64,
+    /// Of which outside business hours.
+    pub off_hours_sensitive_requests: u64,
+}
+
+/// `GET /v1/reports/compliance?format=json`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ComplianceReport {
+    /// Period start (inclusive).
+    pub from: String,
+    /// Period end (exclusive).
+    pub to: String,
+    /// When it was made.
+    pub generated_at: String,
+    /// Headline numbers.
+    pub totals: ReportTotals,
+    /// Tokens that existed in the period.
+    pub inventory: Vec<InventoryRow>,
+    /// Access per token.
+    pub access_by_token: Vec<StatGroup>,
+    /// Access per owner.
+    pub access_by_owner: Vec<StatGroup>,
+    /// Access per resource.
+    pub access_by_resource: Vec<StatGroup>,
+    /// Access per day.
+    pub requests_per_day: Vec<StatGroup>,
+    /// Denied attempts per reason.
+    pub denials_by_reason: Vec<StatGroup>,
+    /// Sensitive-data access by token and label.
+    pub sensitive_access: Vec<SensitiveAccess>,
+    /// Sensitive accesses outside business hours (the first 200).
+    pub off_hours_access: Vec<EventView>,
+    /// Findings raised or active in the period, with how they were resolved.
+    pub findings: Vec<FindingView>,
+    /// Admin changes: who created, changed, revoked what.
+    pub admin_changes: Vec<EventView>,
+    /// Access-review confirmations.
+    pub reviews: Vec<EventView>,
+    /// Least-privilege status now.
+    pub least_privilege: LeastPrivilegeReport,
+    /// The integrity statement.
+    pub integrity: IntegrityStatement,
+    /// Controls and the sections that are their evidence.
+    pub controls: Vec<ControlMapping>,
 }
 
 /// `GET /v1/audit/events`.

@@ -28,6 +28,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
+pub mod report_html;
 pub mod routes;
 pub mod views;
 
@@ -47,6 +48,10 @@ pub struct AppState {
     pub addresses: gateway::ClientAddress,
     /// The extra credential header, if configured.
     pub credential_header: Option<axum::http::HeaderName>,
+    /// Least-privilege analysis settings.
+    pub reports: insight::Settings,
+    /// The data directory, for the commands a report prints.
+    pub data_dir: String,
 }
 
 /// Runs a blocking engine call off the async threads and maps its error to a problem.
@@ -120,7 +125,7 @@ async fn method_not_allowed(req: Request, next: Next) -> Response {
 
 /// The admin API router.
 pub fn app(state: AppState, max_body_bytes: usize) -> Router {
-    use routes::{access, audit, findings, health, ledger, tokens};
+    use routes::{access, audit, findings, health, ledger, reports, tokens};
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -143,6 +148,11 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/audit/checkpoint", get(ledger::checkpoint).post(ledger::sign_checkpoint))
         .route("/v1/audit/key", get(ledger::key))
         .route("/v1/audit/erase", post(ledger::erase))
+        .route("/v1/reports/least-privilege", get(reports::least_privilege))
+        .route("/v1/reports/access-review", get(reports::access_review))
+        .route("/v1/reports/compliance", get(reports::compliance))
+        .route("/v1/tokens/{id}/narrow", post(reports::narrow))
+        .route("/v1/tokens/{id}/confirm", post(reports::confirm))
         .route("/v1/findings", get(findings::list))
         .route("/v1/findings/{id}", get(findings::show))
         .route("/v1/findings/{id}/ack", post(findings::ack))
@@ -349,6 +359,13 @@ pub async fn start_with(
         auditor: auditor.clone(),
         addresses: addresses.clone(),
         credential_header,
+        reports: insight::Settings {
+            window: config.reports.window,
+            unused_for: config.reports.unused_for,
+            max_lifetime: config.tokens.max_lifetime,
+            max_secret_age: config.reports.max_secret_age,
+        },
+        data_dir: config.data_dir.display().to_string(),
     };
     let max_body = usize::try_from(config.limits.max_body_bytes).unwrap_or(usize::MAX);
     let router = app(state, max_body);

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{access, audit, findings, health, ledger, tokens};
+use crate::routes::{access, audit, findings, health, ledger, reports, tokens};
 
 struct BearerAuth;
 
@@ -32,6 +32,7 @@ impl Modify for BearerAuth {
         ledger::erase,
         access::verify, access::authz,
         findings::list, findings::show, findings::ack, findings::resolve,
+        reports::least_privilege, reports::access_review, reports::compliance, reports::narrow, reports::confirm,
         health::healthz, health::readyz, health::metrics, health::openapi,
     ),
     modifiers(&BearerAuth),
@@ -39,6 +40,7 @@ impl Modify for BearerAuth {
         (name = "tokens", description = "Issue and manage tokens"),
         (name = "audit", description = "Read the audit log"),
         (name = "ledger", description = "Checkpoints, proofs and erasure of the tamper-evident log"),
+        (name = "reports", description = "Least privilege and compliance evidence"),
         (name = "findings", description = "What the detectors found"),
         (name = "access", description = "Decisions for services and proxies: verify and authz"),
         (name = "operations", description = "Health, metrics and this document"),

@@ -39,6 +39,7 @@ pub(crate) fn token(id: &str, owner: &str, scopes: &[&str]) -> TokenRecord {
         secret_created_at: t("2026-01-01T00:00:00Z"),
         previous_secret: None,
         revision: 1,
+        shadow_scopes: Vec::new(),
     }
 }
 
@@ -91,6 +92,7 @@ pub(crate) fn updates_with_optimistic_concurrency(store: &dyn Store) {
     let mut changed = tok.clone();
     changed.owner = "bob".to_owned();
     changed.scopes = vec![Scope::parse("orders:admin").unwrap()];
+    changed.shadow_scopes = vec![Scope::parse("orders:read").unwrap()];
     changed.revision = 2;
     let mut ev = admin_event("ev2", "tok1");
     store.update_token(&changed, 1, &mut ev).unwrap();
@@ -477,6 +479,23 @@ pub(crate) fn keeps_findings_and_their_status(store: &dyn Store) {
     assert_eq!(ids(FindingQuery { after: page.next, limit: 10, ..Default::default() }), "fd1");
 }
 
+pub(crate) fn sums_scope_use_per_token(store: &dyn Store) {
+    trace(store);
+    let mut rows = store.scope_usage(t("2026-03-01T10:30:00Z")).unwrap();
+    rows.sort();
+    let shown: Vec<String> = rows
+        .iter()
+        .map(|u| format!("{} {} {} {}", u.token_id, u.scope.as_deref().unwrap_or("-"), u.count, u.last))
+        .collect();
+    assert_eq!(shown, expected_usage());
+}
+
+fn expected_usage() -> Vec<String> {
+    // From `trace`: allowed events are i = 4, 5, 8, 9 after 10:30 (i >= 2): tokA has i = 4 and 8,
+    // tokB has 5 and 9; each access event requires orders:write (set by access_event).
+    vec!["tokA orders:write 2 2026-03-01T12:00:00Z".to_owned(), "tokB orders:write 2 2026-03-01T12:15:00Z".to_owned()]
+}
+
 /// Instantiates every conformance check as a `#[test]` for one backend.
 macro_rules! suite {
     ($make:expr) => {
@@ -539,6 +558,11 @@ macro_rules! suite {
         fn keeps_findings_and_their_status() {
             let (_guard, store) = $make;
             $crate::conformance::keeps_findings_and_their_status(&store);
+        }
+        #[test]
+        fn sums_scope_use_per_token() {
+            let (_guard, store) = $make;
+            $crate::conformance::sums_scope_use_per_token(&store);
         }
         #[test]
         fn keeps_metadata() {

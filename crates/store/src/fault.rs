@@ -71,6 +71,9 @@ impl<S: Store> Store for FaultInjected<S> {
     fn list_events(&self, query: &EventQuery) -> Result<Page<Event>> {
         self.inner.list_events(query)
     }
+    fn scope_usage(&self, since: Timestamp) -> Result<Vec<crate::ScopeUse>> {
+        self.inner.scope_usage(since)
+    }
     fn existing_ids(&self, ids: &[String]) -> Result<std::collections::HashSet<String>> {
         self.inner.existing_ids(ids)
     }

@@ -134,6 +134,19 @@ pub struct FindingQuery {
     pub limit: u32,
 }
 
+/// How often one token used one required scope in allowed requests.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ScopeUse {
+    /// The token.
+    pub token_id: String,
+    /// The scope the requests required (none for requests without one).
+    pub scope: Option<String>,
+    /// Allowed requests.
+    pub count: u64,
+    /// The latest of them.
+    pub last: Timestamp,
+}
+
 /// Which events' personal values to erase.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Erasure {
@@ -200,6 +213,10 @@ pub struct EventQuery {
     pub action: Option<String>,
     /// Events carrying this sensitivity label.
     pub sensitivity: Option<String>,
+    /// Only events carrying some sensitivity label.
+    pub sensitive_only: bool,
+    /// Admin events with this operation (`token.confirm`, …).
+    pub operation: Option<String>,
     /// Events at or after this time.
     pub since: Option<Timestamp>,
     /// Events before this time.
@@ -228,6 +245,8 @@ impl Default for EventQuery {
             resource: None,
             action: None,
             sensitivity: None,
+            sensitive_only: false,
+            operation: None,
             since: None,
             until: None,
             after: None,
@@ -314,6 +333,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// One event by id.
     fn get_event(&self, id: &str) -> Result<Option<Event>>;
+
+    /// Per token and required scope: the allowed access requests since `since`.
+    fn scope_usage(&self, since: Timestamp) -> Result<Vec<ScopeUse>>;
 
     /// Which of `ids` are already events.
     fn existing_ids(&self, ids: &[String]) -> Result<std::collections::HashSet<String>>;

@@ -177,6 +177,10 @@ CREATE INDEX findings_kind ON findings(kind, pk);
 CREATE INDEX findings_token ON findings(token_id, pk);
 CREATE INDEX findings_status ON findings(status, pk);
 "#,
+    r#"
+-- Shadow mode: proposed scopes, as a JSON array (empty: none).
+ALTER TABLE tokens ADD COLUMN shadow_scopes TEXT NOT NULL DEFAULT '[]';
+"#,
 ];
 
 const READERS: usize = 4;
@@ -324,7 +328,7 @@ fn migrate(conn: &Connection) -> Result<()> {
 
 const TOKEN_COLUMNS: &str = "pk, id, name, owner, description, labels, scopes, created_at, created_by, \
     updated_at, expires_at, not_before, allowed_cidrs, rate_limit, last_used_at, revoked_at, revoked_by, \
-    revoke_reason, secret_hash, secret_created_at, prev_secret_hash, prev_secret_until, revision";
+    revoke_reason, secret_hash, secret_created_at, prev_secret_hash, prev_secret_until, revision, shadow_scopes";
 
 fn token_from_row(r: &Row<'_>) -> rusqlite::Result<(i64, Result<TokenRecord>)> {
     let pk: i64 = r.get(0)?;
@@ -335,6 +339,7 @@ fn token_from_row(r: &Row<'_>) -> rusqlite::Result<(i64, Result<TokenRecord>)> {
     let hash: Vec<u8> = r.get(18)?;
     let prev_hash: Option<Vec<u8>> = r.get(20)?;
     let prev_until: Option<i64> = r.get(21)?;
+    let shadow: String = r.get(23)?;
     let raw = (
         r.get::<_, String>(1)?,
         r.get::<_, String>(2)?,
@@ -396,6 +401,7 @@ fn token_from_row(r: &Row<'_>) -> rusqlite::Result<(i64, Result<TokenRecord>)> {
             secret_created_at: codec::time(secret_created_at)?,
             previous_secret,
             revision: u64::try_from(revision).map_err(|_| StoreError::Corrupt("negative revision".into()))?,
+            shadow_scopes: codec::scopes(&shadow)?,
         })
     };
     Ok((pk, decode()))
@@ -427,6 +433,7 @@ fn token_values(t: &TokenRecord) -> Vec<SqlValue> {
         t.previous_secret.map_or(SqlValue::Null, |(h, _)| SqlValue::Blob(h.0.to_vec())),
         t.previous_secret.map_or(SqlValue::Null, |(_, u)| SqlValue::Integer(codec::micros(u))),
         SqlValue::Integer(i64::try_from(t.revision).unwrap_or(i64::MAX)),
+        SqlValue::Text(codec::strings_to_json(&t.shadow_scopes.iter().map(ToString::to_string).collect::<Vec<_>>())),
     ]
 }
 
@@ -694,6 +701,10 @@ fn filter_sql(q: &EventQuery, args: &mut Vec<SqlValue>) -> String {
     eq("e.route", q.route.clone(), args);
     eq("e.resource", q.resource.clone(), args);
     eq("e.action", q.action.clone(), args);
+    eq("e.operation", q.operation.clone(), args);
+    if q.sensitive_only {
+        sql += " AND e.sensitivity <> '[]'";
+    }
     if let Some(label) = &q.sensitivity {
         args.push(SqlValue::Text(label.clone()));
         sql += &format!(" AND EXISTS (SELECT 1 FROM json_each(e.sensitivity) WHERE value = ?{})", args.len());
@@ -814,7 +825,7 @@ impl Store for SqliteStore {
 
     fn insert_token(&self, token: &TokenRecord, event: &mut Event) -> Result<()> {
         self.write_log(|tx, frontier| {
-            let placeholders = (1..=22).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+            let placeholders = (1..=23).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
             let columns = TOKEN_COLUMNS.trim_start_matches("pk, ");
             tx.execute(
                 &format!("INSERT INTO tokens ({columns}) VALUES ({placeholders})"),
@@ -1023,6 +1034,40 @@ impl Store for SqliteStore {
             let items = collect(rows.into_iter().take(limit as usize).collect())?;
             let next = if more { items.last().and_then(|e: &Event| e.seq).map(|s| s as i64) } else { None };
             Ok(Page { items, next })
+        })
+    }
+
+    fn scope_usage(&self, since: Timestamp) -> Result<Vec<crate::ScopeUse>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT token_id, required_scope, COUNT(*), MAX(time_us) FROM events \
+                     WHERE kind = 'access' AND decision = 'allow' AND token_id IS NOT NULL AND time_us >= ?1 \
+                     GROUP BY token_id, required_scope",
+                )
+                .map_err(classify)?;
+            let rows = stmt
+                .query_map([codec::micros(since)], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
+                })
+                .map_err(classify)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(classify)?;
+            rows.into_iter()
+                .map(|(token_id, scope, n, last)| {
+                    Ok(crate::ScopeUse {
+                        token_id,
+                        scope,
+                        count: u64::try_from(n).unwrap_or(0),
+                        last: codec::time(last)?,
+                    })
+                })
+                .collect()
         })
     }
 

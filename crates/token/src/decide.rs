@@ -368,6 +368,7 @@ mod tests {
             secret_created_at: t("2026-01-01T00:00:00Z"),
             previous_secret: None,
             revision: 1,
+            shadow_scopes: Vec::new(),
         }
     }
 

@@ -57,6 +57,9 @@ pub struct TokenRecord {
     /// Optimistic-concurrency counter: every stored change increments it, and a change based on
     /// an older revision is refused.
     pub revision: u64,
+    /// Shadow mode: proposed narrower scopes. Decisions still use `scopes`; a request these
+    /// would deny is flagged. Empty: no shadow.
+    pub shadow_scopes: Vec<Scope>,
 }
 
 /// A token's state at a moment.

@@ -49,6 +49,9 @@ fn defaults_with_nothing_given() {
         alerts.syslog_min_severity = "medium"
         alerts.file = ""
         alerts.file_min_severity = "low"
+        reports.window = "90d"
+        reports.unused_for = "30d"
+        reports.max_secret_age = "90d"
     "#]]
     .assert_eq(&run(None, &[], &[]));
 }
@@ -131,6 +134,9 @@ max_body_bytes = 0x10000_0
         alerts.syslog_min_severity = "medium"
         alerts.file = ""
         alerts.file_min_severity = "low"
+        reports.window = "90d"
+        reports.unused_for = "30d"
+        reports.max_secret_age = "90d"
     "#]]
     .assert_eq(&run(Some(file), &[], &[]));
 }
@@ -182,6 +188,9 @@ log = { format = "json" }
         alerts.syslog_min_severity = "medium"
         alerts.file = ""
         alerts.file_min_severity = "low"
+        reports.window = "90d"
+        reports.unused_for = "30d"
+        reports.max_secret_age = "90d"
     "#]]
     .assert_eq(&run(Some(file), &[], &[]));
 }
@@ -242,6 +251,9 @@ max_lifetime = "30d"
         alerts.syslog_min_severity = "medium"
         alerts.file = ""
         alerts.file_min_severity = "low"
+        reports.window = "90d"
+        reports.unused_for = "30d"
+        reports.max_secret_age = "90d"
     "#]]
     .assert_eq(&run(Some(file), &env, &[]));
 }
@@ -301,6 +313,9 @@ level = "warn"
         alerts.syslog_min_severity = "medium"
         alerts.file = ""
         alerts.file_min_severity = "low"
+        reports.window = "90d"
+        reports.unused_for = "30d"
+        reports.max_secret_age = "90d"
     "#]]
     .assert_eq(&run(Some(file), &env, &flags));
 }
@@ -314,7 +329,7 @@ colour = "blue"
 "#;
     expect![[r#"
         tokentrail.toml:3:1: listne: unknown key (did you mean listen?)  [config_unknown_key]
-        tokentrail.toml:4:1: colour: unknown key; expected one of: data_dir, listen, node, log, tokens, limits, ledger, policy, gateway, detect, alerts  [config_unknown_key]
+        tokentrail.toml:4:1: colour: unknown key; expected one of: data_dir, listen, node, log, tokens, limits, ledger, policy, gateway, detect, alerts, reports  [config_unknown_key]
     "#]]
     .assert_eq(&run(Some(file), &[], &[]));
 }
@@ -354,7 +369,7 @@ fn unknown_tokentrail_env_var() {
         ("tokentrail_listen", "lowercase is not ours"),
     ];
     expect![[r#"
-        env TOKENTRAIL_FROBNICATE: not a configuration variable; known: TOKENTRAIL_DATA_DIR, TOKENTRAIL_LISTEN, TOKENTRAIL_NODE, TOKENTRAIL_LOG_FORMAT, TOKENTRAIL_LOG_LEVEL, TOKENTRAIL_TOKENS_PREFIX, TOKENTRAIL_TOKENS_DEFAULT_LIFETIME, TOKENTRAIL_TOKENS_MAX_LIFETIME, TOKENTRAIL_TOKENS_MAX_ROTATION_GRACE, TOKENTRAIL_LIMITS_MAX_BODY_BYTES, TOKENTRAIL_LEDGER_DURABILITY, TOKENTRAIL_LEDGER_CHECKPOINT_INTERVAL, TOKENTRAIL_LEDGER_QUEUE_CAPACITY, TOKENTRAIL_POLICY, TOKENTRAIL_GATEWAY_UPSTREAM, TOKENTRAIL_GATEWAY_LISTEN, TOKENTRAIL_GATEWAY_CREDENTIAL_HEADER, TOKENTRAIL_GATEWAY_TRUSTED_PROXIES, TOKENTRAIL_GATEWAY_AUDIT_TIMEOUT, TOKENTRAIL_GATEWAY_FAILED_ATTEMPTS, TOKENTRAIL_DETECT_ENABLED, TOKENTRAIL_DETECT_REPLAY_DAYS, TOKENTRAIL_DETECT_MAX_KEYS, TOKENTRAIL_DETECT_MIN_HISTORY_EVENTS, TOKENTRAIL_DETECT_MIN_HISTORY_DAYS, TOKENTRAIL_DETECT_TRUSTED_NETWORKS, TOKENTRAIL_DETECT_OFF_HOURS_SENSITIVE_ONLY, TOKENTRAIL_DETECT_BUSINESS_HOURS, TOKENTRAIL_DETECT_TIMEZONE, TOKENTRAIL_DETECT_BRUTE_FORCE_THRESHOLD, TOKENTRAIL_DETECT_DORMANT_DAYS, TOKENTRAIL_DETECT_ENUMERATION_MIN_IDS, TOKENTRAIL_DETECT_VOLUME_MIN_REQUESTS, TOKENTRAIL_ALERTS_WEBHOOK_URL, TOKENTRAIL_ALERTS_WEBHOOK_SECRET, TOKENTRAIL_ALERTS_WEBHOOK_MIN_SEVERITY, TOKENTRAIL_ALERTS_SYSLOG, TOKENTRAIL_ALERTS_SYSLOG_MIN_SEVERITY, TOKENTRAIL_ALERTS_FILE, TOKENTRAIL_ALERTS_FILE_MIN_SEVERITY  [config_unknown_key]
+        env TOKENTRAIL_FROBNICATE: not a configuration variable; known: TOKENTRAIL_DATA_DIR, TOKENTRAIL_LISTEN, TOKENTRAIL_NODE, TOKENTRAIL_LOG_FORMAT, TOKENTRAIL_LOG_LEVEL, TOKENTRAIL_TOKENS_PREFIX, TOKENTRAIL_TOKENS_DEFAULT_LIFETIME, TOKENTRAIL_TOKENS_MAX_LIFETIME, TOKENTRAIL_TOKENS_MAX_ROTATION_GRACE, TOKENTRAIL_LIMITS_MAX_BODY_BYTES, TOKENTRAIL_LEDGER_DURABILITY, TOKENTRAIL_LEDGER_CHECKPOINT_INTERVAL, TOKENTRAIL_LEDGER_QUEUE_CAPACITY, TOKENTRAIL_POLICY, TOKENTRAIL_GATEWAY_UPSTREAM, TOKENTRAIL_GATEWAY_LISTEN, TOKENTRAIL_GATEWAY_CREDENTIAL_HEADER, TOKENTRAIL_GATEWAY_TRUSTED_PROXIES, TOKENTRAIL_GATEWAY_AUDIT_TIMEOUT, TOKENTRAIL_GATEWAY_FAILED_ATTEMPTS, TOKENTRAIL_DETECT_ENABLED, TOKENTRAIL_DETECT_REPLAY_DAYS, TOKENTRAIL_DETECT_MAX_KEYS, TOKENTRAIL_DETECT_MIN_HISTORY_EVENTS, TOKENTRAIL_DETECT_MIN_HISTORY_DAYS, TOKENTRAIL_DETECT_TRUSTED_NETWORKS, TOKENTRAIL_DETECT_OFF_HOURS_SENSITIVE_ONLY, TOKENTRAIL_DETECT_BUSINESS_HOURS, TOKENTRAIL_DETECT_TIMEZONE, TOKENTRAIL_DETECT_BRUTE_FORCE_THRESHOLD, TOKENTRAIL_DETECT_DORMANT_DAYS, TOKENTRAIL_DETECT_ENUMERATION_MIN_IDS, TOKENTRAIL_DETECT_VOLUME_MIN_REQUESTS, TOKENTRAIL_ALERTS_WEBHOOK_URL, TOKENTRAIL_ALERTS_WEBHOOK_SECRET, TOKENTRAIL_ALERTS_WEBHOOK_MIN_SEVERITY, TOKENTRAIL_ALERTS_SYSLOG, TOKENTRAIL_ALERTS_SYSLOG_MIN_SEVERITY, TOKENTRAIL_ALERTS_FILE, TOKENTRAIL_ALERTS_FILE_MIN_SEVERITY, TOKENTRAIL_REPORTS_WINDOW, TOKENTRAIL_REPORTS_UNUSED_FOR, TOKENTRAIL_REPORTS_MAX_SECRET_AGE  [config_unknown_key]
         env TOKENTRAIL_LISTN: not a configuration variable (did you mean TOKENTRAIL_LISTEN?)  [config_unknown_key]
     "#]]
     .assert_eq(&run(None, &env, &[]));
@@ -525,7 +540,7 @@ max_body_bytes = 99999999
     // Display is one line per error.
     let shown = errors.to_string().replace(&format!("{}/", dir.path().display()), "");
     expect![[r#"
-        tokentrail.toml:2:1: colour: unknown key; expected one of: data_dir, listen, node, log, tokens, limits, ledger, policy, gateway, detect, alerts
+        tokentrail.toml:2:1: colour: unknown key; expected one of: data_dir, listen, node, log, tokens, limits, ledger, policy, gateway, detect, alerts, reports
         tokentrail.toml:5:16: tokens.max_lifetime: expected a duration such as "90d" (a string), found an integer
         tokentrail.toml:8:18: limits.max_body_bytes: 99999999 is out of range: expected between 1024 and 16777216 (16 MiB)
         env TOKENTRAIL_LISTEN: listen: "nowhere" is not an IP address and port: expected for example "127.0.0.1:8720" or "[::1]:8720" (host names are not resolved)

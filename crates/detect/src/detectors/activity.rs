@@ -384,6 +384,79 @@ impl Detector for FirstSensitive {
     }
 }
 
+/// Shadow mode: requests a token's proposed scopes would have denied, one finding per token per
+/// day, so the owner sees what would break before applying the narrower grant.
+pub(crate) struct ShadowDeny {
+    tokens: Bounded<String, (i64, Option<Open>, BTreeSet<String>)>,
+}
+
+impl ShadowDeny {
+    pub(crate) fn new(config: &DetectConfig) -> Self {
+        ShadowDeny { tokens: Bounded::new(config.max_keys) }
+    }
+}
+
+impl Detector for ShadowDeny {
+    fn name(&self) -> &'static str {
+        FindingType::ShadowDeny.as_str()
+    }
+
+    fn observe(&mut self, e: &Event, out: &mut Vec<Finding>) {
+        if e.details.get("shadow_decision").map(String::as_str) != Some("deny") {
+            return;
+        }
+        let Some(token) = token_access(e) else { return };
+        let now = secs(e.time);
+        let day = now / 86_400;
+        let route = e.route.clone().or_else(|| e.path.clone()).unwrap_or_default();
+        let proposed = e.details.get("shadow_scopes").cloned().unwrap_or_default();
+        let (current, open, routes) = self.tokens.touch(&token.to_owned(), now, || (day, None, BTreeSet::new()));
+        if *current != day {
+            *current = day;
+            *open = None;
+            routes.clear();
+        }
+        if routes.len() < 20 {
+            routes.insert(route);
+        }
+        let listed: Vec<&str> = routes.iter().map(String::as_str).collect();
+        match open {
+            Some(o) => {
+                let n = o.finding.event_count + 1;
+                let summary = format!(
+                    "token {token} made {n} requests today that its proposed scopes [{proposed}] would deny ({})",
+                    listed.join(", ")
+                );
+                o.extend(e, Severity::Low, Some(summary));
+                out.push(o.finding.clone());
+            }
+            None => {
+                let summary = format!(
+                    "token {token} made a request its proposed scopes [{proposed}] would deny ({})",
+                    listed.join(", ")
+                );
+                let mut d = BTreeMap::new();
+                d.insert("proposed_scopes".into(), proposed);
+                let o = Open::start(FindingType::ShadowDeny, &format!("{token}|{day}"), Severity::Low, e, summary, d);
+                out.push(o.finding.clone());
+                *open = Some(o);
+            }
+        }
+    }
+
+    fn prune(&mut self, now: Timestamp) {
+        self.tokens.prune(secs(now) - 2 * 86_400);
+    }
+
+    fn tracked(&self) -> usize {
+        self.tokens.len()
+    }
+
+    fn bound(&self) -> usize {
+        self.tokens.cap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::object_ids;

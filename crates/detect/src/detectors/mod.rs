@@ -27,6 +27,7 @@ pub fn all(config: &DetectConfig) -> Vec<Box<dyn Detector>> {
         Box::new(activity::Enumeration::new(config)),
         Box::new(activity::VolumeSpike::new(config)),
         Box::new(activity::FirstSensitive::new(config)),
+        Box::new(activity::ShadowDeny::new(config)),
     ]
 }
 

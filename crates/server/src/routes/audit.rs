@@ -175,6 +175,8 @@ pub(crate) fn query(p: &EventParams, now: jiff::Timestamp, use_: Use) -> Result<
         resource: p.resource.clone(),
         action: p.action.clone(),
         sensitivity: p.sensitivity.clone(),
+        sensitive_only: false,
+        operation: None,
         since,
         until,
         after,

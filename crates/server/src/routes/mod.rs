@@ -6,4 +6,5 @@ pub mod audit;
 pub mod findings;
 pub mod health;
 pub mod ledger;
+pub mod reports;
 pub mod tokens;
