@@ -6,6 +6,7 @@ mod cli;
 mod crash;
 mod gateway;
 mod http;
+mod investigate;
 mod ledger;
 mod nginx;
 mod restart;
