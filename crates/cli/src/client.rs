@@ -224,8 +224,16 @@ impl Client {
 
     /// Follows a Server-Sent Events stream, calling `on_event(id, data)` for each event until
     /// it returns false or the stream ends.
-    pub async fn follow(&self, path: &str, on_event: &mut dyn FnMut(&str, &str) -> bool) -> Result<(), ClientError> {
+    pub async fn follow(
+        &self,
+        path: &str,
+        last_event_id: Option<&str>,
+        on_event: &mut dyn FnMut(&str, &str) -> bool,
+    ) -> Result<(), ClientError> {
         let mut req = Request::builder().method(Method::GET).uri(format!("{}{path}", self.base));
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
         if let Some(t) = &self.token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }

@@ -313,15 +313,16 @@ pub async fn run_tail(client: &Client, format: Format, filters: &Filters, n: u32
         return Ok(());
     }
     let mut failed = None;
+    // Resume right after the newest event listed, so nothing recorded meanwhile is missed.
+    let resume = list.events.last().and_then(|e| e.seq).map(|s| s.to_string());
     client
-        .follow(&format!("/v1/audit/stream{}", query(&filters.pairs())), &mut |_, data| match serde_json::from_str::<
-            EventView,
-        >(data)
-        {
-            Ok(e) => print(&show(&e)).is_ok(),
-            Err(err) => {
-                failed = Some(err.to_string());
-                false
+        .follow(&format!("/v1/audit/stream{}", query(&filters.pairs())), resume.as_deref(), &mut |_, data| {
+            match serde_json::from_str::<EventView>(data) {
+                Ok(e) => print(&show(&e)).is_ok(),
+                Err(err) => {
+                    failed = Some(err.to_string());
+                    false
+                }
             }
         })
         .await

@@ -1077,69 +1077,88 @@ fn ingest_offline(args: &IngestArgs) -> anyhow::Result<()> {
     let dir = args.data_dir.as_deref().ok_or_else(|| anyhow!("--data-dir is required"))?;
     let (engine, _) = engine::Engine::open(dir, engine::Settings::default(), Arc::new(engine::SystemClock))
         .map_err(|e| anyhow!("{e}"))?;
+    let open = |file: &Path| -> Result<std::io::BufReader<std::fs::File>, String> {
+        std::fs::File::open(file)
+            .map(std::io::BufReader::new)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))
+    };
+    // Every file is checked before any is written: a bad line anywhere leaves the ledger as it was.
+    let mut bad: Vec<std::collections::HashSet<u64>> = Vec::new();
     let mut total = proto::IngestResult { ingested: 0, skipped: 0, errors: Vec::new() };
     for file in &args.files {
-        let mut open = || -> Result<std::io::BufReader<std::fs::File>, String> {
-            std::fs::File::open(file)
-                .map(std::io::BufReader::new)
-                .map_err(|e| format!("cannot read {}: {e}", file.display()))
-        };
+        let (_, errors) = server::ingest::check(open(file).map_err(|e| anyhow!(e))?, engine.store(), &mut |n| {
+            progress_line("checked", n)
+        })
+        .map_err(|m| anyhow!("{}: {m}", file.display()))?;
+        if !errors.is_empty() && !args.skip_invalid {
+            let n = errors.len();
+            return Err(invalid_lines(file, &errors, n));
+        }
+        bad.push(errors.iter().map(|e| e.line).collect());
+        total.skipped += errors.len() as u64;
+        total.errors.extend(errors);
+    }
+    for (file, bad) in args.files.iter().zip(&bad) {
         let mut new_id = || engine::random_id("ev_", 20).map_err(|e| e.to_string());
         let mut append = |batch: Vec<ledger::event::Event>| {
             let mut batch = batch;
             engine.store().append(&mut batch).map_err(|e| e.to_string())
         };
-        let options = server::ingest::Options { skip_invalid: args.skip_invalid };
-        let r = server::ingest::run(&mut open, engine.store(), options, &mut new_id, &mut append, &mut |what, n| {
-            progress_line(what, n)
-        });
-        progress_line("done:", 0);
-        match r {
-            Ok(r) => {
-                total.ingested += r.ingested;
-                total.skipped += r.skipped;
-                total.errors.extend(r.errors);
-            }
-            Err(server::ingest::IngestFailure::Invalid { errors, total: n }) => {
-                return Err(invalid_lines(file, &errors, n));
-            }
-            Err(server::ingest::IngestFailure::Io(m)) => return Err(anyhow!("{}: {m}", file.display())),
-        }
+        let n = server::ingest::append(open(file).map_err(|e| anyhow!(e))?, bad, &mut new_id, &mut append, &mut |n| {
+            progress_line("ingested", n)
+        })
+        .map_err(|m| anyhow!("{}: {m}", file.display()))?;
+        total.ingested += n;
     }
+    progress_line("done:", 0);
     engine.checkpoint().map_err(|e| anyhow!("{e}"))?;
     report_ingest(&total, Format::Table)
 }
 
 async fn ingest_online(client: &Client, format: Format, args: IngestArgs) -> anyhow::Result<()> {
     let mut total = proto::IngestResult { ingested: 0, skipped: 0, errors: Vec::new() };
+    let mut bodies = Vec::new();
     for file in &args.files {
-        let body = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-        let q = if args.skip_invalid { "?skip_invalid=true" } else { "" };
-        let resp = client
-            .send(hyper::Method::POST, &format!("/v1/audit/ingest{q}"), Some(body), Some("application/x-ndjson"))
-            .await
-            .map_err(api)?;
-        if !resp.status.is_success() {
-            let p: proto::Problem = serde_json::from_slice(&resp.body)
-                .map_err(|_| anyhow!("the server answered {} to the ingest of {}", resp.status, file.display()))?;
-            let lines: Vec<proto::LineError> = p
-                .errors
-                .iter()
-                .map(|e| proto::LineError {
-                    line: e.field.trim_start_matches("line ").parse().unwrap_or(0),
-                    message: e.message.clone(),
-                })
-                .collect();
-            if lines.is_empty() {
-                return Err(api(ClientError::Problem(resp.status, Box::new(p))));
+        bodies.push(std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?);
+    }
+    let skip = if args.skip_invalid { "&skip_invalid=true" } else { "" };
+    // Every file is checked (dry run) before any is sent for real.
+    for dry in [true, false] {
+        for (file, body) in args.files.iter().zip(&bodies) {
+            let q = format!("?dry_run={dry}{skip}");
+            let resp = client
+                .send(
+                    hyper::Method::POST,
+                    &format!("/v1/audit/ingest{q}"),
+                    Some(body.clone()),
+                    Some("application/x-ndjson"),
+                )
+                .await
+                .map_err(api)?;
+            if !resp.status.is_success() {
+                let p: proto::Problem = serde_json::from_slice(&resp.body)
+                    .map_err(|_| anyhow!("the server answered {} to the ingest of {}", resp.status, file.display()))?;
+                let lines: Vec<proto::LineError> = p
+                    .errors
+                    .iter()
+                    .map(|e| proto::LineError {
+                        line: e.field.trim_start_matches("line ").parse().unwrap_or(0),
+                        message: e.message.clone(),
+                    })
+                    .collect();
+                if lines.is_empty() {
+                    return Err(api(ClientError::Problem(resp.status, Box::new(p))));
+                }
+                let n = lines.len();
+                return Err(invalid_lines(file, &lines, n));
             }
-            let n = lines.len();
-            return Err(invalid_lines(file, &lines, n));
+            if !dry {
+                let r: proto::IngestResult = serde_json::from_slice(&resp.body).context("the server's answer")?;
+                total.ingested += r.ingested;
+                total.skipped += r.skipped;
+                total.errors.extend(r.errors);
+            }
         }
-        let r: proto::IngestResult = serde_json::from_slice(&resp.body).context("the server's answer")?;
-        total.ingested += r.ingested;
-        total.skipped += r.skipped;
-        total.errors.extend(r.errors);
     }
     report_ingest(&total, format)
 }

@@ -225,8 +225,9 @@ impl Engine {
         let q = EventQuery { token_fingerprint: Some(fp.to_owned()), ..Default::default() };
         let by_ip = self.store.stats(&q, GroupBy::SourceIp, 10)?;
         let count = self.store.stats(&q, GroupBy::Decision, 10)?.iter().map(|r| r.count).sum();
-        let first = self.store.list_events(&EventQuery { order: Order::Asc, limit: 1, ..q.clone() })?.items;
-        let last = self.store.list_events(&EventQuery { order: Order::Desc, limit: 1, ..q })?.items;
+        let first =
+            self.store.list_events(&EventQuery { order: Order::Asc, by_time: true, limit: 1, ..q.clone() })?.items;
+        let last = self.store.list_events(&EventQuery { order: Order::Desc, by_time: true, limit: 1, ..q })?.items;
         Ok(FingerprintActivity {
             fingerprint: fp.to_owned(),
             count,
@@ -244,11 +245,18 @@ impl Engine {
             .list_events(&EventQuery {
                 target: Some(id.to_owned()),
                 order: Order::Asc,
+                by_time: true,
                 limit: 1000,
                 ..Default::default()
             })?
             .items;
-        let q = EventQuery { token_id: Some(id.to_owned()), kind: Some(Kind::Access), since, ..Default::default() };
+        let q = EventQuery {
+            token_id: Some(id.to_owned()),
+            kind: Some(Kind::Access),
+            since,
+            by_time: true,
+            ..Default::default()
+        };
         let daily = self.store.stats(&q, GroupBy::Day, 400)?;
         let routes = self.store.stats(&q, GroupBy::Route, 50)?;
         let resources = self.store.stats(&q, GroupBy::Resource, 50)?;

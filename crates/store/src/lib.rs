@@ -225,6 +225,9 @@ pub struct EventQuery {
     pub after: Option<i64>,
     /// Newest or oldest first.
     pub order: Order,
+    /// Order by event time instead of position (ingested events can be older than their
+    /// position suggests). Cursors (`after`) are positions and do not combine with this.
+    pub by_time: bool,
     /// Page size.
     pub limit: u32,
 }
@@ -251,6 +254,7 @@ impl Default for EventQuery {
             until: None,
             after: None,
             order: Order::Desc,
+            by_time: false,
             limit: 100,
         }
     }

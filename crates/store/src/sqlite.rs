@@ -714,6 +714,11 @@ fn filter_sql(q: &EventQuery, args: &mut Vec<SqlValue>) -> String {
         args.push(SqlValue::Blob(lo.to_vec()));
         args.push(SqlValue::Blob(hi.to_vec()));
         sql += &format!(" AND p.ip_bin BETWEEN ?{} AND ?{}", args.len() - 1, args.len());
+        // IPv4 addresses are stored mapped into ::ffff:0:0/96; an IPv6 network that spans that
+        // range (::/0, ::/8, …) means IPv6 addresses only.
+        if matches!(net, ipnet::IpNet::V6(_)) {
+            sql += " AND substr(p.ip_bin, 1, 12) <> x'00000000000000000000FFFF'";
+        }
     }
     if let Some(since) = q.since {
         args.push(SqlValue::Integer(codec::micros(since)));
@@ -1022,7 +1027,11 @@ impl Store for SqliteStore {
         }
         let limit = i64::from(q.limit.max(1));
         args.push(SqlValue::Integer(limit + 1));
-        sql += &format!(" ORDER BY e.seq {dir} LIMIT ?{}", args.len());
+        if q.by_time {
+            sql += &format!(" ORDER BY e.time_us {dir}, e.seq {dir} LIMIT ?{}", args.len());
+        } else {
+            sql += &format!(" ORDER BY e.seq {dir} LIMIT ?{}", args.len());
+        }
         self.read(|c| {
             let mut stmt = c.prepare(&sql).map_err(classify)?;
             let rows = stmt

@@ -131,8 +131,11 @@ pub(crate) fn query(p: &EventParams, now: jiff::Timestamp, use_: Use) -> Result<
     if use_ != Use::Stats && p.group_by.is_some() {
         bad("group_by", "only /v1/audit/stats groups events".to_owned());
     }
-    if use_ != Use::Events && (p.cursor.is_some() || p.order.is_some()) {
-        bad("cursor", "cursor and order apply to /v1/audit/events only".to_owned());
+    if use_ != Use::Events && p.cursor.is_some() {
+        bad("cursor", "cursor applies to /v1/audit/events only".to_owned());
+    }
+    if use_ != Use::Events && p.order.is_some() {
+        bad("order", "order applies to /v1/audit/events only".to_owned());
     }
     let signature = format!(
         "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{order:?}",
@@ -181,6 +184,7 @@ pub(crate) fn query(p: &EventParams, now: jiff::Timestamp, use_: Use) -> Result<
         until,
         after,
         order,
+        by_time: false,
         limit,
     };
     Ok((q, signature))
@@ -407,17 +411,20 @@ pub async fn stream(
                 let mut page_q = q.clone();
                 page_q.after = Some(after);
                 let e2 = engine.clone();
-                match tokio::task::spawn_blocking(move || e2.list_events(&page_q)).await {
-                    Ok(Ok(page)) if !page.items.is_empty() => {
+                // The count is read before the query: every position below it was committed
+                // when the query ran, so when nothing matched, skipping to it loses nothing.
+                let polled = tokio::task::spawn_blocking(move || {
+                    let n = e2.store().event_count()?;
+                    Ok::<_, store::StoreError>((n, e2.list_events(&page_q)))
+                })
+                .await;
+                match polled {
+                    Ok(Ok((_, Ok(page)))) if !page.items.is_empty() => {
                         after = page.items.last().and_then(|e| e.seq).map_or(after, |s| s as i64);
                         buffer.extend(page.items);
                     }
-                    Ok(Ok(_)) => {
-                        // Nothing new matched; skip ahead past what exists so filters stay cheap.
-                        let e3 = engine.clone();
-                        if let Ok(Ok(n)) = tokio::task::spawn_blocking(move || e3.store().event_count()).await {
-                            after = after.max(n as i64 - 1);
-                        }
+                    Ok(Ok((n, Ok(_)))) => {
+                        after = after.max(n as i64 - 1);
                         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
                     }
                     _ => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
@@ -435,6 +442,8 @@ pub async fn stream(
 pub struct IngestParams {
     /// Skip bad lines instead of failing the whole ingest.
     pub skip_invalid: Option<bool>,
+    /// Only check the lines; write nothing (for checking several files before ingesting any).
+    pub dry_run: Option<bool>,
 }
 
 /// Appends events in tokentrail's NDJSON schema (one per line). Every line is checked first: a
@@ -455,7 +464,17 @@ pub async fn ingest(
 ) -> Result<Json<proto::IngestResult>, ApiError> {
     let engine = state.engine.clone();
     let options = crate::ingest::Options { skip_invalid: params.skip_invalid.unwrap_or(false) };
+    let dry_run = params.dry_run.unwrap_or(false);
     let result = blocking(move || {
+        if dry_run {
+            let (_, errors) = crate::ingest::check(std::io::Cursor::new(body.clone()), engine.store(), &mut |_| {})
+                .map_err(engine::EngineError::Unavailable)?;
+            if !errors.is_empty() && !options.skip_invalid {
+                let total = errors.len();
+                return Ok(Err(crate::ingest::IngestFailure::Invalid { errors, total }));
+            }
+            return Ok(Ok(proto::IngestResult { ingested: 0, skipped: errors.len() as u64, errors }));
+        }
         let mut open = || Ok(std::io::Cursor::new(body.clone()));
         let mut new_id = || engine::random_id("ev_", 20).map_err(|e| e.to_string());
         let recorder_engine = engine.clone();
@@ -467,6 +486,7 @@ pub async fn ingest(
     })
     .await?;
     match result {
+        Ok(r) if dry_run => Ok(Json(r)),
         Ok(r) => {
             let engine = state.engine.clone();
             let (ingested, skipped) = (r.ingested, r.skipped);
