@@ -49,9 +49,13 @@ const ROUTES: [(&str, &str, &str, &str); 8] = [
 type Case = (EventQuery, String, Vec<rusqlite::types::Value>);
 
 fn generate(i: u64, rng: &mut Rng, start: Timestamp, span_s: i64, n: u64) -> Event {
-    // Time moves forward with a diurnal rhythm: more events by day than by night.
-    let base = span_s as f64 * i as f64 / n as f64;
-    let t = start.checked_add(SignedDuration::from_secs(base as i64)).unwrap_or(start);
+    // Time moves forward with a diurnal rhythm: more events by day than by night. Within each
+    // day the position u in [0, 1) is warped by u + a·sin(2πu)/2π, which is monotone for a < 1
+    // and packs events densest around midday (where its slope 1 + a·cos(2πu) is smallest).
+    let days = span_s as f64 / 86_400.0 * i as f64 / n as f64;
+    let (day, u) = (days.floor(), days.fract());
+    let warped = u + 0.7 * (2.0 * std::f64::consts::PI * u).sin() / (2.0 * std::f64::consts::PI);
+    let t = start.checked_add(SignedDuration::from_secs(((day + warped) * 86_400.0) as i64)).unwrap_or(start);
     let token = rng.below(TOKENS);
     let r = ROUTES[(token as usize + rng.below(3) as usize) % ROUTES.len()];
     let roll = rng.below(1000);
@@ -234,6 +238,49 @@ fn main() -> anyhow::Result<()> {
         std::hint::black_box(x);
     }
     stats("explain (event + fingerprint activity)", lat);
+
+    println!("\n== ingest of NDJSON (validation + parsing + append, as `tokentrail ingest` runs it) ==");
+    let m = n.min(500_000);
+    let mut ndjson = Vec::new();
+    let mut grng = Rng(99);
+    for i in 0..m {
+        let e = generate(i, &mut grng, start, 30 * 86_400, m);
+        ndjson.extend_from_slice(proto::to_json(&server::views::event_view(&e)).as_bytes());
+        ndjson.push(b'\n');
+    }
+    let target = SqliteStore::open(&dir.join("ingest.db"))?;
+    let t = Instant::now();
+    let (_, errors) =
+        server::ingest::check(std::io::Cursor::new(&ndjson), &target, &mut |_| {}).map_err(|e| anyhow::anyhow!(e))?;
+    anyhow::ensure!(errors.is_empty(), "generated lines rejected: {:?}", errors.first());
+    let checked = t.elapsed();
+    let mut next = 0u64;
+    let mut new_id = || {
+        next += 1;
+        Ok(format!("ev_new{next:016}"))
+    };
+    let mut append = |mut b: Vec<Event>| target.append(&mut b).map_err(|e| e.to_string());
+    let ingested = server::ingest::append(
+        std::io::Cursor::new(&ndjson),
+        &Default::default(),
+        &mut new_id,
+        &mut append,
+        &mut |_| {},
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let all = t.elapsed();
+    println!(
+        "ingest: {ingested} lines ({:.0} MB) in {:.1}s = {:.0} events/s (check pass {:.1}s, append pass {:.1}s)",
+        ndjson.len() as f64 / 1e6,
+        all.as_secs_f64(),
+        ingested as f64 / all.as_secs_f64(),
+        checked.as_secs_f64(),
+        (all - checked).as_secs_f64()
+    );
+    drop(target);
+    for f in ["ingest.db", "ingest.db-wal", "ingest.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
 
     println!("\n== export (NDJSON, pages of 1000, oldest first) ==");
     let t = Instant::now();
