@@ -34,6 +34,9 @@ pub struct Measured {
     pub rss_after: Option<u64>,
     /// Peak resident memory of the process, bytes.
     pub rss_peak: Option<u64>,
+    /// CPU time of the detecting thread over the whole run (reading, parsing, detecting), when
+    /// the kernel reports it: unlike wall-clock rates, not lowered by other processes.
+    pub cpu: Option<Duration>,
 }
 
 impl Measured {
@@ -83,10 +86,18 @@ pub fn proc_status(field: &str) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// CPU time the calling thread has used (`/proc/thread-self/schedstat`, nanoseconds).
+pub fn thread_cpu() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
 /// Feeds detection from NDJSON lines, timing parse and detection apart.
 pub fn detect_ndjson(reader: impl BufRead, config: &DetectConfig) -> Result<Measured, String> {
     let mut reader = reader;
     let mut m = Measured { rss_before: proc_status("VmRSS"), ..Measured::default() };
+    let cpu_before = thread_cpu();
     let mut d = Detection::new(config);
     let mut order: Vec<String> = Vec::new();
     let mut latest: HashMap<String, Finding> = HashMap::new();
@@ -129,6 +140,7 @@ pub fn detect_ndjson(reader: impl BufRead, config: &DetectConfig) -> Result<Meas
     if keys.iter().map(|(_, k)| k).sum::<usize>() >= peak {
         m.peak_keys = keys;
     }
+    m.cpu = thread_cpu().zip(cpu_before).map(|(after, before)| after.saturating_sub(before));
     m.rss_after = proc_status("VmRSS");
     m.rss_peak = proc_status("VmHWM");
     m.findings = order.into_iter().filter_map(|id| latest.remove(&id)).collect();
@@ -148,6 +160,13 @@ pub fn render(m: &Measured, tokens: usize) -> String {
         m.parse.as_secs_f64() * 1e6 / m.events.max(1) as f64,
         m.detect.as_secs_f64() * 1e6 / m.events.max(1) as f64,
     );
+    if let Some(cpu) = m.cpu {
+        o.push_str(&format!(
+            "CPU time of the detecting thread: {:.1} s for reading, parsing and detecting = {:.0} events per CPU-second\n",
+            cpu.as_secs_f64(),
+            m.events as f64 / cpu.as_secs_f64().max(1e-9)
+        ));
+    }
     let keys: Vec<String> = m.peak_keys.iter().map(|(n, k)| format!("{n} {k}")).collect();
     o.push_str(&format!("keys tracked at the peak: {} ({})\n", m.total_keys(), keys.join(", ")));
     if let (Some(before), Some(after), Some(peak), Some(state)) =

@@ -72,6 +72,8 @@ pub struct FalsePositive {
     pub history_days: i64,
     /// A labelled legitimate surprise it overlaps, if any.
     pub benign: Option<String>,
+    /// What in the traffic caused it, as far as the labels and the finding tell.
+    pub cause: String,
 }
 
 /// The score of one run.
@@ -205,7 +207,19 @@ fn attribute(labels: &Labels, f: &Finding) -> FalsePositive {
         .iter()
         .find(|b| f.token_id.as_deref() == Some(b.token_id.as_str()) && overlaps(f, b.start_us, b.end_us))
         .map(|b| b.kind.clone());
-    FalsePositive { finding: f.clone(), client, zone, history_days, benign }
+    let cause = match (&benign, f.kind) {
+        (Some(b), _) => b.clone(),
+        _ if profile.is_some() && history_days < 7 => "token with < 7 days of history".to_owned(),
+        (_, FindingType::OffHours) if f.details.get("baseline").is_some_and(|b| b == "business_hours") => {
+            "business-hours fallback".to_owned()
+        }
+        (_, FindingType::OffHours) if f.details.get("day").is_some_and(|d| d == "Saturday" || d == "Sunday") => {
+            "weekend (UTC)".to_owned()
+        }
+        (_, FindingType::OffHours) => "weekday or hour outside the learned profile".to_owned(),
+        _ => String::new(),
+    };
+    FalsePositive { finding: f.clone(), client, zone, history_days, benign, cause }
 }
 
 /// The score as a table and lists a person reads: per detector, then the false positives by
@@ -264,9 +278,7 @@ pub fn render(labels: &Labels, s: &Score, max_listed: usize) -> String {
     if !s.false_positives.is_empty() {
         let mut by: BTreeMap<(String, String), usize> = BTreeMap::new();
         for fp in &s.false_positives {
-            let cause = fp.benign.clone().unwrap_or_else(|| {
-                if fp.history_days < 7 { "token with < 7 days of history".to_owned() } else { String::new() }
-            });
+            let cause = &fp.cause;
             let client = if cause.is_empty() { fp.client.clone() } else { format!("{} ({cause})", fp.client) };
             *by.entry((fp.finding.kind.as_str().to_owned(), client)).or_default() += 1;
         }
