@@ -9,6 +9,7 @@ mod http;
 mod investigate;
 mod ledger;
 mod nginx;
+mod reports;
 mod restart;
 mod secrets;
 mod testkit;
