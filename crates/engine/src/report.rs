@@ -59,6 +59,8 @@ pub struct Compliance {
     pub generated_at: Timestamp,
     /// Tokens that existed during the period.
     pub inventory: Vec<TokenRecord>,
+    /// All access events of the period: count, allowed, denied, bytes.
+    pub totals: StatRow,
     /// Access events per token.
     pub by_token: Vec<StatRow>,
     /// Per owner.
@@ -75,7 +77,7 @@ pub struct Compliance {
     pub off_hours_events: Vec<Event>,
     /// Findings active in the period.
     pub findings: Vec<FindingRecord>,
-    /// Admin changes in the period (the first 1000).
+    /// Admin changes in the period.
     pub admin_changes: Vec<Event>,
     /// Access-review confirmations in the period.
     pub reviews: Vec<Event>,
@@ -92,7 +94,24 @@ fn outside_business_hours(t: Timestamp, bh: &detect::config::BusinessHours) -> b
     !bh.days[day] || hour < i8::try_from(bh.start_hour).unwrap_or(0) || hour >= i8::try_from(bh.end_hour).unwrap_or(24)
 }
 
+/// The most groups a report section lists (tokens, owners, resources, days: 27 years).
+const MAX_GROUPS: u32 = 10_000;
+
 impl Engine {
+    /// Every event matching `q`, oldest first.
+    fn all_events(&self, q: EventQuery) -> Result<Vec<Event>> {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.store.list_events(&EventQuery { after, order: Order::Asc, limit: 1000, ..q.clone() })?;
+            out.extend(page.items);
+            match page.next {
+                Some(n) => after = Some(n),
+                None => return Ok(out),
+            }
+        }
+    }
+
     /// Gathers the compliance report of `[from, to)`.
     pub fn compliance(&self, from: Timestamp, to: Timestamp, privilege: &insight::Settings) -> Result<Compliance> {
         if from >= to {
@@ -100,16 +119,28 @@ impl Engine {
         }
         let period = EventQuery { since: Some(from), until: Some(to), ..Default::default() };
         let access = EventQuery { kind: Some(Kind::Access), ..period.clone() };
+        // Evidence is complete, not a top list: every group is kept (the limits only bound a
+        // runaway period), and the totals are counted on their own, not summed from the days.
         let stats = |g: GroupBy, q: &EventQuery, n: u32| self.store.stats(q, g, n);
-        let by_token = stats(GroupBy::Token, &access, 100)?;
-        let by_owner = stats(GroupBy::Owner, &access, 100)?;
-        let by_resource = stats(GroupBy::Resource, &access, 100)?;
+        let totals = stats(GroupBy::Decision, &access, 10)?.into_iter().fold(
+            StatRow { key: "all".into(), count: 0, allowed: 0, denied: 0, distinct_ips: 0, bytes: 0 },
+            |mut t, r| {
+                t.count += r.count;
+                t.allowed += r.allowed;
+                t.denied += r.denied;
+                t.bytes += r.bytes;
+                t
+            },
+        );
+        let by_token = stats(GroupBy::Token, &access, MAX_GROUPS)?;
+        let by_owner = stats(GroupBy::Owner, &access, MAX_GROUPS)?;
+        let by_resource = stats(GroupBy::Resource, &access, MAX_GROUPS)?;
         let denials_by_reason = stats(
             GroupBy::Reason,
             &EventQuery { decision: Some(ledger::event::Verdict::Deny), ..access.clone() },
-            100,
+            MAX_GROUPS,
         )?;
-        let per_day = stats(GroupBy::Day, &access, 400)?;
+        let per_day = stats(GroupBy::Day, &access, MAX_GROUPS)?;
 
         // Sensitive access, with off-hours flagged by the configured business hours.
         let bh = &self.detection.config.business_hours;
@@ -168,19 +199,8 @@ impl Engine {
                 None => break,
             }
         }
-        let admin_changes = self
-            .store
-            .list_events(&EventQuery { kind: Some(Kind::Admin), order: Order::Asc, limit: 1000, ..period.clone() })?
-            .items;
-        let reviews = self
-            .store
-            .list_events(&EventQuery {
-                operation: Some("token.confirm".into()),
-                order: Order::Asc,
-                limit: 1000,
-                ..period.clone()
-            })?
-            .items;
+        let admin_changes = self.all_events(EventQuery { kind: Some(Kind::Admin), ..period.clone() })?;
+        let reviews = self.all_events(EventQuery { operation: Some("token.confirm".into()), ..period.clone() })?;
         let inventory: Vec<TokenRecord> = self
             .all_tokens()?
             .into_iter()
@@ -213,6 +233,7 @@ impl Engine {
             by_owner,
             by_resource,
             denials_by_reason,
+            totals,
             per_day,
             sensitive: sensitive.into_values().collect(),
             off_hours_events,

@@ -110,8 +110,19 @@ fn days(d: Duration) -> u64 {
     d.as_secs() / 86_400
 }
 
+/// The time from `then` to `now` (zero if `then` is later).
+fn elapsed(now: Timestamp, then: Timestamp) -> Duration {
+    Duration::from_secs(u64::try_from(now.as_second() - then.as_second()).unwrap_or(0))
+}
+
+/// Whole days from `then` to `now`.
 fn since(now: Timestamp, then: Timestamp) -> u64 {
-    u64::try_from(now.as_second() - then.as_second()).unwrap_or(0) / 86_400
+    days(elapsed(now, then))
+}
+
+/// A limit for people: whole days, or the exact duration when it is not a whole number of days.
+fn limit(d: Duration) -> String {
+    if d.as_secs().is_multiple_of(86_400) { format!("{} days", days(d)) } else { token::format_duration(d) }
 }
 
 fn list(scopes: &[Scope]) -> String {
@@ -157,15 +168,16 @@ pub fn analyse(t: &TokenRecord, usage: &Usage, now: Timestamp, settings: &Settin
         let never = usage.last_used.is_none();
         let idle_days = usage.last_used.map(|l| since(now, l));
         let age_days = since(now, t.created_at);
-        let stale = match idle_days {
-            Some(d) => d >= days(settings.unused_for),
-            None => age_days >= days(settings.unused_for),
-        };
+        // Compared exactly, not in whole days: `unused_for` may be shorter than a day.
+        let idle = usage.last_used.map(|l| elapsed(now, l));
+        let stale = idle.unwrap_or_else(|| elapsed(now, t.created_at)) >= settings.unused_for;
         if stale {
             let mut ev = BTreeMap::new();
             ev.insert("created_days_ago".into(), age_days.to_string());
             let reason = match (never, idle_days) {
+                (true, _) if age_days == 0 => "never used since it was created, less than a day ago".to_owned(),
                 (true, _) => format!("never used in the {age_days} days since it was created"),
+                (false, Some(0)) => "unused for less than a day".to_owned(),
                 (false, Some(d)) => format!("unused for {d} days"),
                 _ => "unused".to_owned(),
             };
@@ -216,21 +228,27 @@ pub fn analyse(t: &TokenRecord, usage: &Usage, now: Timestamp, settings: &Settin
                 ev.insert("expires_at".into(), e.to_string());
                 recs.push(base(
                     Kind::SetExpiry,
-                    format!("the expiry is beyond the maximum lifetime of {} days", days(settings.max_lifetime)),
+                    format!("the expiry is beyond the maximum lifetime of {}", limit(settings.max_lifetime)),
                     ev,
                     None,
-                    format!("tokentrail token update {id} --expires-in {}d", days(settings.max_lifetime)),
+                    format!(
+                        "tokentrail token update {id} --expires-in {}",
+                        token::format_duration(settings.max_lifetime)
+                    ),
                 ));
             }
             Some(_) => {}
         }
         let secret_age = since(now, t.secret_created_at);
-        if secret_age >= days(settings.max_secret_age) {
+        if elapsed(now, t.secret_created_at) >= settings.max_secret_age {
             let mut ev = BTreeMap::new();
             ev.insert("secret_age_days".into(), secret_age.to_string());
             recs.push(base(
                 Kind::Rotate,
-                format!("the secret is {secret_age} days old (maximum {})", days(settings.max_secret_age)),
+                match secret_age {
+                    0 => format!("the secret is less than a day old (maximum {})", limit(settings.max_secret_age)),
+                    d => format!("the secret is {d} days old (maximum {})", limit(settings.max_secret_age)),
+                },
                 ev,
                 None,
                 format!("tokentrail token rotate {id} --grace 1h"),

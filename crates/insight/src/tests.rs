@@ -126,7 +126,7 @@ fn recommendations_for_known_use() {
         no expiry and an old secret: granted [orders:read] used [orders:read] unused []
           set_expiry: the token never expires
             $ tokentrail token update t8 --expires-in 90d
-          rotate: the secret is 151 days old (maximum 90)
+          rotate: the secret is 151 days old (maximum 90 days)
             $ tokentrail token rotate t8 --grace 1h
         expiry beyond the maximum: granted [orders:read] used [orders:read] unused []
           set_expiry: the expiry is beyond the maximum lifetime of 365 days
@@ -166,4 +166,34 @@ fn covering_keeps_the_highest_action_per_resource() {
             .map(|s| (Scope::parse(s).unwrap(), 1))
             .collect();
     assert_eq!(list(&covering(&used)), "orders:write tokentrail:admin users:read");
+}
+
+#[test]
+fn limits_shorter_than_a_day_are_compared_exactly() {
+    let now = t("2026-06-01T12:00:00Z");
+    let s = Settings {
+        unused_for: Duration::from_secs(12 * 3600),
+        max_secret_age: Duration::from_secs(6 * 3600),
+        ..Settings::default()
+    };
+    let kinds = |tok: &TokenRecord, u: &Usage| -> Vec<(Kind, String)> {
+        analyse(tok, u, now, &s).recommendations.into_iter().map(|r| (r.kind, r.reason)).collect()
+    };
+    let expiry = Some("2026-06-20T00:00:00Z");
+    // Used a minute ago, created an hour ago: neither idle nor old.
+    let busy = token("busy", &["orders:read"], "2026-06-01T11:00:00Z", expiry);
+    assert_eq!(kinds(&busy, &usage(&[("orders:read", 3)], Some("2026-06-01T11:59:00Z"))), vec![]);
+    // Created 13 hours ago, never used: idle for longer than 12 hours.
+    let idle = token("idle", &["orders:read"], "2026-05-31T23:00:00Z", expiry);
+    assert_eq!(
+        kinds(&idle, &usage(&[], None)),
+        vec![(Kind::Revoke, "never used since it was created, less than a day ago".to_owned())]
+    );
+    // Used 11 hours ago with a secret 7 hours old: not idle, but due for rotation.
+    let mut old = token("old", &["orders:read"], "2026-05-01T00:00:00Z", expiry);
+    old.secret_created_at = t("2026-06-01T05:00:00Z");
+    assert_eq!(
+        kinds(&old, &usage(&[("orders:read", 1)], Some("2026-06-01T01:00:00Z"))),
+        vec![(Kind::Rotate, "the secret is less than a day old (maximum 6h)".to_owned())]
+    );
 }

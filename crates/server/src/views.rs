@@ -363,7 +363,6 @@ pub fn compliance(
     lp: proto::LeastPrivilegeReport,
     data_dir_hint: &str,
 ) -> proto::ComplianceReport {
-    let sum = |rows: &[store::StatRow], f: fn(&store::StatRow) -> u64| rows.iter().map(f).sum::<u64>();
     let sensitive_requests: u64 = c.sensitive.iter().map(|s| s.count).sum();
     let off_hours: u64 = c.sensitive.iter().map(|s| s.off_hours).sum();
     let integrity = &c.integrity;
@@ -384,9 +383,9 @@ pub fn compliance(
         to: format_time(c.to),
         generated_at: format_time(c.generated_at),
         totals: proto::ReportTotals {
-            requests: sum(&c.per_day, |r| r.count),
-            allowed: sum(&c.per_day, |r| r.allowed),
-            denied: sum(&c.per_day, |r| r.denied),
+            requests: c.totals.count,
+            allowed: c.totals.allowed,
+            denied: c.totals.denied,
             tokens: c.inventory.len() as u64,
             findings: c.findings.len() as u64,
             admin_changes: c.admin_changes.len() as u64,

@@ -355,7 +355,7 @@ async fn a_never_used_token_is_recommended_for_revocation_once_unused_for_has_pa
         "token_id": "<forgotten>",
         "kind": "revoke",
         "from": ["orders:read"],
-        "reason": "never used in the 0 days since it was created",
+        "reason": "never used since it was created, less than a day ago",
         "evidence": { "created_days_ago": "0" },
         "command": "tokentrail token revoke <forgotten> --reason \"unused\"",
     }]);
