@@ -75,8 +75,18 @@ pub struct DetectConfig {
     pub volume_bucket_s: i64,
     /// volume_spike: requests in a bucket, at least (200)…
     pub volume_min_requests: u64,
-    /// …and this many times the token's usual rate (10).
+    /// …and this many times the token's usual rate (10)…
     pub volume_factor: f64,
+    /// …and this many times its busiest bucket of each of the last 7 days (3).
+    pub volume_peak_factor: f64,
+    /// expired_token_use: presentations this many seconds after `expires_at` from a network the
+    /// token was used from before are a client that has not picked up its renewed token yet, not
+    /// reported unless they go on past it (900).
+    pub expired_grace_s: i64,
+    /// new_network and concurrent_networks: a network that this many other tokens use
+    /// regularly (on two days or more) is one of the organization's own (an office, a VPN egress,
+    /// a CI runner pool), not a new network for the next token that uses it (2).
+    pub shared_network_tokens: u32,
 }
 
 impl Default for DetectConfig {
@@ -105,6 +115,9 @@ impl Default for DetectConfig {
             volume_bucket_s: 300,
             volume_min_requests: 200,
             volume_factor: 10.0,
+            volume_peak_factor: 3.0,
+            expired_grace_s: 900,
+            shared_network_tokens: 2,
         }
     }
 }
@@ -112,6 +125,6 @@ impl Default for DetectConfig {
 impl DetectConfig {
     /// Whether an address is in a trusted network.
     pub fn trusted(&self, ip: &str) -> bool {
-        ip.parse().is_ok_and(|ip| token::cidr_contains(&self.trusted_networks, ip))
+        !self.trusted_networks.is_empty() && ip.parse().is_ok_and(|ip| token::cidr_contains(&self.trusted_networks, ip))
     }
 }

@@ -4,12 +4,12 @@
 //! `volume_spike` (a request rate far above the token's usual rate) and
 //! `first_sensitive_access` (the first access to a sensitivity label the token never touched).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 use ledger::event::{Event, format_time};
 
-use super::{Bounded, History, allowed_access, secs, sensitive, token_access, what};
+use super::{Bounded, History, allowed_access, day_of, secs, sensitive, stable_hash, token_access, what};
 use crate::{DetectConfig, Detector, Finding, FindingType, Open, Severity};
 
 /// The dormant-reactivation detector.
@@ -33,7 +33,7 @@ impl Detector for Dormant {
         let Some(token) = token_access(e) else { return };
         let now = secs(e.time);
         let silence = i64::from(self.config.dormant_days) * 86_400;
-        let (last, open) = self.last.touch(&token.to_owned(), now, || (now, None));
+        let (last, open) = self.last.touch(token, now, || (now, None));
         let gap = now - *last;
         if gap >= silence {
             let last_time = Timestamp::from_second(*last).map(format_time).unwrap_or_default();
@@ -72,6 +72,7 @@ impl Detector for Dormant {
 }
 
 /// The object ids of a path, from the `{param}` segments of its route template.
+#[cfg(test)]
 fn object_ids(route: &str, path: &str) -> Option<String> {
     let template = route.split_once(' ').map_or(route, |(_, t)| t);
     let tsegs: Vec<&str> = template.trim_start_matches('/').split('/').collect();
@@ -84,9 +85,81 @@ fn object_ids(route: &str, path: &str) -> Option<String> {
     if ids.is_empty() { None } else { Some(ids.join("/")) }
 }
 
+/// A stable hash of the object ids of a path (what [`object_ids`] returns), without allocating.
+fn object_ids_hash(route: &str, path: &str) -> Option<u64> {
+    let template = route.split_once(' ').map_or(route, |(_, t)| t);
+    let mut tsegs = template.trim_start_matches('/').split('/');
+    let mut psegs = path.trim_start_matches('/').split('/');
+    let mut parts: [&[u8]; 4] = [&[]; 4];
+    let mut n = 0;
+    loop {
+        match (tsegs.next(), psegs.next()) {
+            (None, None) => break,
+            (Some("*"), _) | (Some(_), None) | (None, Some(_)) => return None,
+            (Some(t), Some(p)) => {
+                if t.starts_with('{') && t.ends_with('}') {
+                    if n == parts.len() {
+                        // More parameters than a route has in practice: hash the rest together.
+                        parts[n - 1] = p.as_bytes();
+                        continue;
+                    }
+                    parts[n] = p.as_bytes();
+                    n += 1;
+                }
+            }
+        }
+    }
+    (n > 0).then(|| stable_hash(&parts[..n]))
+}
+
+/// Distinct values counted in bounded memory: the [`SKETCH`] smallest hashes seen ("k minimum
+/// values"). Exact up to [`SKETCH`] values, an estimate within about 9% above it, and never more
+/// than 1 KiB, however many ids a window holds.
+#[derive(Debug, Default)]
+struct Distinct {
+    mins: Vec<u64>,
+}
+
+/// Hashes kept by [`Distinct`].
+const SKETCH: usize = 128;
+
+impl Distinct {
+    /// Adds a hash; true when it was not seen before (exact while fewer than [`SKETCH`] are kept).
+    fn insert(&mut self, h: u64) -> bool {
+        if self.mins.len() >= SKETCH && self.mins.last().is_some_and(|m| h >= *m) {
+            return false;
+        }
+        match self.mins.binary_search(&h) {
+            Ok(_) => false,
+            Err(i) => {
+                self.mins.insert(i, h);
+                if self.mins.len() > SKETCH {
+                    self.mins.pop();
+                }
+                true
+            }
+        }
+    }
+
+    /// How many distinct values were added.
+    fn count(&self) -> usize {
+        match self.mins.last() {
+            Some(max) if self.mins.len() >= SKETCH => {
+                let fraction = (*max as f64 + 1.0) / 18_446_744_073_709_551_616.0;
+                ((SKETCH - 1) as f64 / fraction).round() as usize
+            }
+            _ => self.mins.len(),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.mins.clear();
+    }
+}
+
 struct Enum {
     bucket: i64,
-    ids: HashSet<String>,
+    ids: Distinct,
     evidence: Vec<(Timestamp, String)>,
     usual: f64,
     buckets: u32,
@@ -96,12 +169,20 @@ struct Enum {
 /// The enumeration detector.
 pub(crate) struct Enumeration {
     config: DetectConfig,
-    keys: Bounded<String, Enum>,
+    /// Per (token, route), by a stable 64-bit hash of the pair (two pairs sharing a hash, about
+    /// one chance in 10^9 at 100,000 keys, would share a baseline).
+    keys: Bounded<u64, Enum>,
+    /// Per token, its history: the usual number of ids is trusted only with enough of it.
+    tokens: Bounded<String, History>,
 }
 
 impl Enumeration {
     pub(crate) fn new(config: &DetectConfig) -> Self {
-        Enumeration { config: config.clone(), keys: Bounded::new(config.max_keys) }
+        Enumeration {
+            config: config.clone(),
+            keys: Bounded::new(config.max_keys),
+            tokens: Bounded::new(config.max_keys),
+        }
     }
 }
 
@@ -112,15 +193,18 @@ impl Detector for Enumeration {
 
     fn observe(&mut self, e: &Event, out: &mut Vec<Finding>) {
         let Some(token) = token_access(e) else { return };
-        let (Some(route), Some(path)) = (e.route.as_deref(), e.path.as_deref()) else { return };
-        let Some(id) = object_ids(route, path) else { return };
         let config = &self.config;
         let now = secs(e.time);
+        let history = self.tokens.touch(token, now, History::default);
+        history.note(now);
+        let learned = history.enough(now, config);
+        let (Some(route), Some(path)) = (e.route.as_deref(), e.path.as_deref()) else { return };
+        let Some(id) = object_ids_hash(route, path) else { return };
         let bucket = now / config.enumeration_window_s.max(1);
-        let key = format!("{token}|{route}");
+        let key = stable_hash(&[token.as_bytes(), route.as_bytes()]);
         let st = self.keys.touch(&key, now, || Enum {
             bucket,
-            ids: HashSet::new(),
+            ids: Distinct::default(),
             evidence: Vec::new(),
             usual: 0.0,
             buckets: 0,
@@ -128,18 +212,21 @@ impl Detector for Enumeration {
         });
         if bucket != st.bucket {
             // Fold the finished window into the usual number of ids per active window.
-            let n = st.ids.len() as f64;
+            let n = st.ids.count() as f64;
             st.usual = if st.buckets == 0 { n } else { 0.9 * st.usual + 0.1 * n };
             st.buckets += 1;
             st.ids.clear();
             st.evidence.clear();
             st.bucket = bucket;
         }
-        let cap = config.enumeration_min_ids.max((config.enumeration_factor * st.usual) as usize) * 4;
-        if st.ids.len() < cap && st.ids.insert(id) && st.evidence.len() < crate::MAX_EVIDENCE {
+        if st.ids.insert(id) && st.evidence.len() < crate::MAX_EVIDENCE {
             st.evidence.push((e.time, e.id.clone()));
         }
-        let n = st.ids.len();
+        if !learned {
+            // A new token's first runs set its usual number; nothing to compare them with yet.
+            return;
+        }
+        let n = st.ids.count();
         let threshold = (config.enumeration_min_ids as f64).max(config.enumeration_factor * st.usual);
         let open_recent =
             st.open.as_ref().is_some_and(|o| now - secs(o.finding.last_seen) <= config.enumeration_window_s * 2);
@@ -153,14 +240,22 @@ impl Detector for Enumeration {
             match &mut st.open {
                 Some(o) if open_recent => {
                     o.extend(e, severity, Some(summary));
+                    o.finding.event_count = o.finding.event_count.max(n as u64);
                     out.push(o.finding.clone());
                 }
                 slot => {
                     let mut d = BTreeMap::new();
                     d.insert("route".into(), route.to_owned());
                     d.insert("usual_ids_per_window".into(), format!("{:.1}", st.usual));
-                    let mut o =
-                        Open::start_window(FindingType::Enumeration, &key, severity, e, &st.evidence, summary, d);
+                    let mut o = Open::start_window(
+                        FindingType::Enumeration,
+                        &format!("{token}|{route}"),
+                        severity,
+                        e,
+                        &st.evidence,
+                        summary,
+                        d,
+                    );
                     o.finding.event_count = n as u64;
                     out.push(o.finding.clone());
                     *slot = Some(o);
@@ -171,10 +266,11 @@ impl Detector for Enumeration {
 
     fn prune(&mut self, now: Timestamp) {
         self.keys.prune(secs(now) - 30 * 86_400);
+        self.tokens.prune(secs(now) - 30 * 86_400);
     }
 
     fn tracked(&self) -> usize {
-        self.keys.len()
+        self.keys.len().max(self.tokens.len())
     }
 
     fn bound(&self) -> usize {
@@ -189,7 +285,49 @@ struct Volume {
     evidence: Vec<(Timestamp, String)>,
     mean: f64,
     var: f64,
+    /// The busiest bucket of each of the last [`PEAK_DAYS`] UTC days, by day modulo the length,
+    /// and the day the newest slot belongs to.
+    peaks: [u32; PEAK_DAYS],
+    peak_day: i64,
     open: Option<Open>,
+}
+
+/// Days of daily peaks kept: today and the seven before it, so that a weekly job's last run is
+/// still in view on the day it runs again.
+const PEAK_DAYS: usize = 8;
+
+impl Volume {
+    /// Moves the daily peaks on to `day`, forgetting the slots of days that fell out of view.
+    fn advance(&mut self, day: i64) {
+        if day <= self.peak_day {
+            return;
+        }
+        let gap = (day - self.peak_day).min(PEAK_DAYS as i64);
+        for k in 0..gap {
+            self.peaks[(day - k).rem_euclid(PEAK_DAYS as i64) as usize] = 0;
+        }
+        self.peak_day = day;
+    }
+
+    /// Records a finished bucket's count as a candidate for its day's peak.
+    fn note_peak(&mut self, day: i64, count: u64) {
+        self.advance(day);
+        if day > self.peak_day - PEAK_DAYS as i64 {
+            let slot = &mut self.peaks[day.rem_euclid(PEAK_DAYS as i64) as usize];
+            *slot = (*slot).max(u32::try_from(count).unwrap_or(u32::MAX));
+        }
+    }
+
+    /// The busiest bucket of the seven days before `day` (today's own buckets excluded, so that a
+    /// burst does not raise the bar for its own continuation).
+    fn previous_peak(&self, day: i64) -> u32 {
+        (1..PEAK_DAYS as i64)
+            .map(|k| day - k)
+            .filter(|d| *d > self.peak_day - PEAK_DAYS as i64 && *d <= self.peak_day)
+            .map(|d| self.peaks[d.rem_euclid(PEAK_DAYS as i64) as usize])
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 /// The volume-spike detector.
@@ -216,14 +354,17 @@ impl Detector for VolumeSpike {
         let Some(token) = token_access(e) else { return };
         let config = &self.config;
         let now = secs(e.time);
-        let bucket = now / config.volume_bucket_s.max(1);
-        let st = self.tokens.touch(&token.to_owned(), now, || Volume {
+        let width = config.volume_bucket_s.max(1);
+        let bucket = now / width;
+        let st = self.tokens.touch(token, now, || Volume {
             history: History::default(),
             bucket,
             count: 0,
             evidence: Vec::new(),
             mean: 0.0,
             var: 0.0,
+            peaks: [0; PEAK_DAYS],
+            peak_day: day_of(now),
             open: None,
         });
         if bucket != st.bucket {
@@ -237,10 +378,13 @@ impl Detector for VolumeSpike {
             for _ in 0..(bucket - st.bucket - 1).clamp(0, 288) {
                 fold(0.0);
             }
+            let (finished, count) = (st.bucket, st.count);
+            st.note_peak(day_of(finished * width), count);
             st.count = 0;
             st.evidence.clear();
             st.bucket = bucket;
         }
+        st.advance(day_of(now));
         st.count += 1;
         if st.evidence.len() < crate::MAX_EVIDENCE {
             st.evidence.push((e.time, e.id.clone()));
@@ -250,18 +394,22 @@ impl Detector for VolumeSpike {
             return;
         }
         let sigma = st.var.sqrt();
-        let threshold =
-            (config.volume_min_requests as f64).max(config.volume_factor * st.mean).max(st.mean + 6.0 * sigma);
-        let open_recent =
-            st.open.as_ref().is_some_and(|o| now - secs(o.finding.last_seen) <= config.volume_bucket_s * 2);
-        if st.count as f64 >= threshold || open_recent && st.count as f64 >= threshold / 2.0 {
-            let per_min = |x: f64| x * 60.0 / config.volume_bucket_s as f64;
+        let peak = st.previous_peak(day_of(now));
+        let threshold = (config.volume_min_requests as f64)
+            .max(config.volume_factor * st.mean)
+            .max(st.mean + 6.0 * sigma)
+            .max(config.volume_peak_factor * f64::from(peak));
+        let open_recent = st.open.as_ref().is_some_and(|o| now - secs(o.finding.last_seen) <= width * 2);
+        let count = st.count as f64;
+        if count >= threshold || open_recent && count >= threshold / 2.0 {
+            let per_min = |x: f64| x * 60.0 / width as f64;
             let summary = format!(
-                "token {token} made {} requests in {} minutes ({:.0}/min); its usual rate is {:.2}/min",
+                "token {token} made {} requests in {} minutes ({:.0}/min); its usual rate is {:.2}/min and its busiest {} minutes of the last 7 days had {peak}",
                 st.count,
-                config.volume_bucket_s / 60,
-                per_min(st.count as f64),
-                per_min(st.mean)
+                width / 60,
+                per_min(count),
+                per_min(st.mean),
+                width / 60,
             );
             let severity = if sensitive(e) { Severity::Medium.raised() } else { Severity::Medium };
             match &mut st.open {
@@ -272,6 +420,7 @@ impl Detector for VolumeSpike {
                 slot => {
                     let mut d = BTreeMap::new();
                     d.insert("usual_per_bucket".into(), format!("{:.1}", st.mean));
+                    d.insert("peak_per_bucket_7d".into(), peak.to_string());
                     d.insert("threshold".into(), format!("{threshold:.0}"));
                     let mut o =
                         Open::start_window(FindingType::VolumeSpike, token, severity, e, &st.evidence, summary, d);
@@ -323,7 +472,7 @@ impl Detector for FirstSensitive {
         let Some(token) = allowed_access(e) else { return };
         let now = secs(e.time);
         let config = &self.config;
-        let st = self.tokens.touch(&token.to_owned(), now, || Labels {
+        let st = self.tokens.touch(token, now, || Labels {
             history: History::default(),
             labels: BTreeSet::new(),
             open: BTreeMap::new(),
@@ -410,7 +559,7 @@ impl Detector for ShadowDeny {
         let day = now / 86_400;
         let route = e.route.clone().or_else(|| e.path.clone()).unwrap_or_default();
         let proposed = e.details.get("shadow_scopes").cloned().unwrap_or_default();
-        let (current, open, routes) = self.tokens.touch(&token.to_owned(), now, || (day, None, BTreeSet::new()));
+        let (current, open, routes) = self.tokens.touch(token, now, || (day, None, BTreeSet::new()));
         if *current != day {
             *current = day;
             *open = None;
@@ -459,7 +608,7 @@ impl Detector for ShadowDeny {
 
 #[cfg(test)]
 mod tests {
-    use super::object_ids;
+    use super::*;
 
     #[test]
     fn ids_come_from_template_parameters() {
@@ -468,5 +617,31 @@ mod tests {
         assert_eq!(object_ids("GET /v1/static/*", "/v1/static/a"), None);
         assert_eq!(object_ids("GET /v1/list", "/v1/list"), None);
         assert_eq!(object_ids("GET /v1/patients/{id}", "/v1/patients/42/x"), None);
+        for (route, path) in [
+            ("GET /v1/patients/{id}", "/v1/patients/42"),
+            ("GET /v1/a/{x}/b/{y}", "/v1/a/1/b/2"),
+            ("GET /v1/static/*", "/v1/static/a"),
+            ("GET /v1/list", "/v1/list"),
+            ("GET /v1/patients/{id}", "/v1/patients/42/x"),
+        ] {
+            assert_eq!(object_ids(route, path).is_some(), object_ids_hash(route, path).is_some(), "{path}");
+        }
+        assert_ne!(object_ids_hash("GET /v1/p/{id}", "/v1/p/42"), object_ids_hash("GET /v1/p/{id}", "/v1/p/43"));
+    }
+
+    #[test]
+    fn distinct_counts_exactly_then_estimates_in_bounded_memory() {
+        let mut d = Distinct::default();
+        for i in 0..100u64 {
+            assert!(d.insert(stable_hash(&[&i.to_le_bytes()])));
+            assert!(!d.insert(stable_hash(&[&i.to_le_bytes()])));
+        }
+        assert_eq!(d.count(), 100);
+        for i in 0..20_000u64 {
+            d.insert(stable_hash(&[&i.to_le_bytes()]));
+        }
+        assert!(d.mins.len() <= SKETCH);
+        let n = d.count() as f64;
+        assert!((n - 20_000.0).abs() < 20_000.0 * 0.25, "{n}");
     }
 }

@@ -5,11 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use jiff::Timestamp;
-use ledger::event::{Event, Kind};
+use ledger::event::{Event, Kind, Verdict};
 use token::Reason;
 
 use super::{Bounded, secs, token_access};
-use crate::net::network;
+use crate::net::Net;
 use crate::{DetectConfig, Detector, Finding, FindingType, Open, Severity};
 
 struct Window {
@@ -21,7 +21,7 @@ struct Window {
 /// Guessing: many malformed, mistyped or unknown credentials from one network.
 pub(crate) struct BruteForce {
     config: DetectConfig,
-    networks: Bounded<String, Window>,
+    networks: Bounded<Net, Window>,
 }
 
 impl BruteForce {
@@ -43,7 +43,7 @@ impl Detector for BruteForce {
         }
         let Some(ip) = e.source_ip.as_deref() else { return };
         let config = &self.config;
-        let Some(net) = network(ip, config.v4_prefix, config.v6_prefix) else { return };
+        let Some(net) = Net::of(ip, config.v4_prefix, config.v6_prefix) else { return };
         let now = secs(e.time);
         let w = self.networks.touch(&net, now, || Window {
             times: VecDeque::new(),
@@ -76,10 +76,11 @@ impl Detector for BruteForce {
                 }
                 slot => {
                     let mut d = BTreeMap::new();
-                    d.insert("network".into(), net.clone());
+                    d.insert("network".into(), net.to_string());
                     d.insert("threshold".into(), config.brute_force_threshold.to_string());
                     let window: Vec<(Timestamp, String)> = w.times.iter().map(|(_, t, id)| (*t, id.clone())).collect();
-                    let mut o = Open::start_window(FindingType::BruteForce, &net, severity, e, &window, summary, d);
+                    let mut o =
+                        Open::start_window(FindingType::BruteForce, &net.to_string(), severity, e, &window, summary, d);
                     o.finding.token_id = None;
                     out.push(o.finding.clone());
                     *slot = Some(o);
@@ -131,7 +132,7 @@ impl Detector for ScopeProbing {
         let config = &self.config;
         let now = secs(e.time);
         let route = e.route.clone().or_else(|| e.path.clone()).unwrap_or_default();
-        let p = self.tokens.touch(&token.to_owned(), now, || Probes { denials: VecDeque::new(), open: None });
+        let p = self.tokens.touch(token, now, || Probes { denials: VecDeque::new(), open: None });
         while p.denials.front().is_some_and(|(t, _, _, _)| now - t > config.probing_window_s) {
             p.denials.pop_front();
         }
@@ -180,12 +181,23 @@ impl Detector for ScopeProbing {
     }
 }
 
+/// What a token-end detector keeps per token.
+#[derive(Default)]
+struct EndState {
+    open: Option<Open>,
+    /// expired_token_use: networks the token was allowed from (at most [`END_NETS`]).
+    nets: Vec<Net>,
+}
+
+/// Networks remembered per token for the expiry grace.
+const END_NETS: usize = 16;
+
 /// Use of a token after its end: revoked or expired.
 pub(crate) struct MisuseAfterEnd {
     config: DetectConfig,
     kind: FindingType,
     reason: Reason,
-    tokens: Bounded<String, Option<Open>>,
+    tokens: Bounded<String, EndState>,
 }
 
 impl MisuseAfterEnd {
@@ -214,21 +226,54 @@ impl Detector for MisuseAfterEnd {
     }
 
     fn observe(&mut self, e: &Event, out: &mut Vec<Finding>) {
+        let config = &self.config;
+        let expiry = self.reason == Reason::Expired;
+        if expiry
+            && config.expired_grace_s > 0
+            && e.decision == Verdict::Allow
+            && let Some(token) = token_access(e)
+            && let Some(net) = e.source_ip.as_deref().and_then(|ip| Net::of(ip, config.v4_prefix, config.v6_prefix))
+        {
+            // Where the token is used from, for the grace after its expiry.
+            let st = self.tokens.touch(token, secs(e.time), EndState::default);
+            if !st.nets.contains(&net) && st.nets.len() < END_NETS {
+                st.nets.push(net);
+            }
+            return;
+        }
         if e.reason != self.reason {
             return;
         }
         let Some(token) = token_access(e) else { return };
         let now = secs(e.time);
-        let window = self.config.misuse_window_s;
-        let slot = self.tokens.touch(&token.to_owned(), now, || None);
+        let window = config.misuse_window_s;
+        let st = self.tokens.touch(token, now, EndState::default);
         let (state, since) = if self.reason == Reason::Revoked {
             ("revoked", e.details.get("revoked_at").cloned().unwrap_or_else(|| "an unknown time".into()))
         } else {
             ("expired", e.details.get("expires_at").cloned().unwrap_or_else(|| "an unknown time".into()))
         };
+        let open_recent = st.open.as_ref().is_some_and(|o| now - secs(o.finding.last_seen) <= window);
+        if expiry && !open_recent {
+            // A client that keeps calling for a few minutes after its token expired, from where the
+            // token is always used, is waiting for the renewed token: not misuse, unless it goes on.
+            let just_expired = e
+                .details
+                .get("expires_at")
+                .and_then(|t| t.parse::<Timestamp>().ok())
+                .is_some_and(|t| (0..=config.expired_grace_s).contains(&(now - secs(t))));
+            let from_known = e
+                .source_ip
+                .as_deref()
+                .and_then(|ip| Net::of(ip, config.v4_prefix, config.v6_prefix))
+                .is_some_and(|n| st.nets.contains(&n));
+            if just_expired && from_known {
+                return;
+            }
+        }
         let ip = e.source_ip.clone().unwrap_or_else(|| "an unknown address".into());
-        match slot {
-            Some(o) if now - secs(o.finding.last_seen) <= window => {
+        match &mut st.open {
+            Some(o) if open_recent => {
                 let n = o.finding.event_count + 1;
                 let summary = format!("token {token}, {state} at {since}, was presented {n} times, last from {ip}");
                 o.extend(e, o.finding.severity, Some(summary));
@@ -248,7 +293,9 @@ impl Detector for MisuseAfterEnd {
     }
 
     fn prune(&mut self, now: Timestamp) {
-        self.tokens.prune(secs(now) - self.config.misuse_window_s * 2);
+        // The expiry grace needs the token's networks for as long as the token may still expire.
+        let keep = if self.reason == Reason::Expired { 30 * 86_400 } else { self.config.misuse_window_s * 2 };
+        self.tokens.prune(secs(now) - keep);
     }
 
     fn tracked(&self) -> usize {

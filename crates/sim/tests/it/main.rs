@@ -1,5 +1,6 @@
 //! The evaluation in CI: a small trace (50 tokens, 3 weeks) through every detector, asserting
-//! recall on every injected misuse kind, the false-positive levels the detectors reach today,
+//! recall on every injected misuse kind, the false-positive levels the detectors reach (the goal,
+//! or the level reached where it is not met yet),
 //! determinism, and that the NDJSON and labels files round-trip.
 
 #![allow(clippy::unwrap_used)] // Test code: a failure should fail the test loudly.
@@ -48,31 +49,27 @@ fn every_injected_misuse_is_detected() {
     assert!(r.score.missed.is_empty());
 }
 
-/// Detectors that already meet the goal on the CI trace (no false positive at all) must keep
-/// meeting it. The others are over the goal today; `false_positives_meet_the_goal` states the
-/// goal for all of them and is ignored until the detectors are tuned (docs/evaluation.md).
+/// Detectors that meet the goal on the CI trace (no false positive at all) must keep meeting it.
 #[test]
 fn detectors_within_the_goal_stay_there() {
     let r = run();
-    for kind in [
-        FindingType::ConcurrentNetworks,
-        FindingType::BruteForce,
-        FindingType::ScopeProbing,
-        FindingType::RevokedTokenUse,
-        FindingType::ExpiredTokenUse,
-        FindingType::DormantReactivation,
-        FindingType::FirstSensitiveAccess,
-    ] {
+    for kind in FindingType::ALL.into_iter().filter(|k| *k != FindingType::NewNetwork) {
         assert_eq!(r.score.of(kind).false_positives, 0, "{}: {:#?}", kind.as_str(), r.score.false_positives);
     }
 }
 
+/// The goal of issue 6 is at most 1 false positive per 1,000 token-days. The CI trace is not
+/// there yet: `new_network` reports a person's first use of a network only they use (home, or a
+/// VPN egress no other token of this small trace has used on two days) once the baseline has
+/// formed, which nothing in the traffic tells apart from a stolen token used with the victim's
+/// own client (docs/evaluation.md, "What remains"). This asserts the level reached, so that it
+/// can only go down: one such false positive, 2.2 per 1,000 token-days.
 #[test]
-#[ignore = "the goal of issue 6 (at most 1 false positive per 1,000 token-days); off_hours, new_network, enumeration and volume_spike are over it today (docs/evaluation.md)"]
 fn false_positives_meet_the_goal() {
     let r = run();
-    assert!(r.score.token_days >= 500, "{}", r.score.token_days);
-    assert!(r.score.fp_rate() <= 1.0, "{:.2} false positives per 1,000 token-days", r.score.fp_rate());
+    assert!(r.score.token_days >= 450, "{}", r.score.token_days);
+    assert!(r.score.of(FindingType::NewNetwork).false_positives <= 1, "{:#?}", r.score.false_positives);
+    assert!(r.score.fp_rate() <= 2.3, "{:.2} false positives per 1,000 token-days", r.score.fp_rate());
 }
 
 #[test]
@@ -84,9 +81,10 @@ fn same_seed_same_trace_same_findings() {
     let (other, _) = sim::generate(&SimConfig { seed: 2, weeks: 2, ..config() });
     assert!(other.len() != events.len() || other.iter().zip(&events).any(|(a, b)| a != b));
     // Streaming the regenerated trace through NDJSON and `Detection` (what `sim eval` does) finds
-    // what `detect::run` finds over the original events. On a prefix: parsing JSON is slow in a
-    // debug build.
-    let n = 30_000;
+    // what `detect::run` finds over the original events. On a prefix (parsing JSON is slow in a
+    // debug build) that reaches past the first finding's first event, so there is one to compare.
+    let first = r.findings.iter().map(|f| f.first_seen).min().unwrap();
+    let n = (events.iter().position(|e| e.time > first).unwrap() + 1_000).max(30_000).min(events.len());
     let mut ndjson = Vec::new();
     for e in &events[..n] {
         wire::write_event(&mut ndjson, e).unwrap();
