@@ -331,6 +331,27 @@ fn office_traffic_alone_raises_nothing() {
     assert!(findings.is_empty(), "{}", show(&findings));
 }
 
+#[test]
+fn a_new_token_is_judged_by_business_hours_named_with_their_days() {
+    let mut g = Gen::new();
+    let mut events = Vec::new();
+    g.office("tokN", 2, &mut events); // Monday and Tuesday, 09–17: too little history of its own.
+    events.push(g.ev(
+        2 * DAY + 3 * 3600 + 720,
+        Some("tokN"),
+        "10.0.0.1",
+        "GET /v1/charts/{id}",
+        "/v1/charts/9",
+        Reason::Ok,
+        &["phi"],
+    ));
+    let findings = run(&DetectConfig::default(), &mut events);
+    expect![[r#"
+        off_hours high n=1 evidence=ev000049..ev000049 | token tokN read phi data at 03:12 Wednesday UTC; outside business hours Mon–Fri 07–20 UTC (local Wed 03:12; the token has too little history of its own)
+    "#]]
+    .assert_eq(&show(&findings));
+}
+
 // ---- The compliance harness: every detector, against the rules of docs/detectors.md ----
 
 fn mixed_stream() -> Vec<Event> {

@@ -71,6 +71,15 @@ fn describe(active: &[u32; 7]) -> String {
     format!("{day_text} {hour_text} UTC")
 }
 
+/// Working days for people: `Mon–Fri`, `Mon–Sun`, or a list (`Mon, Wed, Sat`).
+fn working_days(days: &[bool; 7]) -> String {
+    let on: Vec<usize> = (0..7).filter(|d| days[*d]).collect();
+    match (on.first(), on.last()) {
+        (None, _) | (_, None) => "no days".to_owned(),
+        (Some(a), Some(b)) if on.len() == b - a + 1 && a != b => format!("{}–{}", SHORT[*a], SHORT[*b]),
+        _ => on.iter().map(|d| SHORT[*d]).collect::<Vec<_>>().join(", "),
+    }
+}
 /// The longest circular stretch of hours without activity: (first hour, length); `None` when
 /// the mask is empty.
 fn quiet(hours: u32) -> Option<(usize, usize)> {
@@ -199,11 +208,14 @@ impl Detector for OffHours {
                         Why::BusinessHours => {
                             let bh = &config.business_hours;
                             let z = bh.tz.to_datetime(e.time);
+                            let local_day = usize::from(z.weekday().to_monday_zero_offset().unsigned_abs());
                             format!(
-                                "outside business hours {:02}–{:02} {} (local {:02}:{:02}; the token has too little history of its own)",
+                                "outside business hours {} {:02}–{:02} {} (local {} {:02}:{:02}; the token has too little history of its own)",
+                                working_days(&bh.days),
                                 bh.start_hour,
                                 bh.end_hour,
                                 bh.tz.iana_name().unwrap_or("UTC"),
+                                SHORT[local_day % 7],
                                 z.hour(),
                                 z.minute()
                             )
