@@ -229,6 +229,24 @@ fn configure(conn: &Connection) -> Result<()> {
 }
 
 impl SqliteStore {
+    /// Whether more events come from `net` than √(page × log size): then a page is found
+    /// faster by walking the log than through the address index (see `list_events`).
+    fn network_is_common(&self, net: &ipnet::IpNet, limit: u32) -> Result<bool> {
+        let (lo, hi) = net_range(net);
+        self.read(|c| {
+            let size: i64 =
+                c.query_row("SELECT COALESCE(MAX(seq) + 1, 0) FROM events", [], |r| r.get(0)).map_err(classify)?;
+            let threshold = ((f64::from(limit.max(1)) + 1.0) * size as f64).sqrt().ceil() as i64;
+            let matches: i64 = c
+                .query_row(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM event_personal WHERE ip_bin BETWEEN ?1 AND ?2 LIMIT ?3)",
+                    params![lo.to_vec(), hi.to_vec(), threshold],
+                    |r| r.get(0),
+                )
+                .map_err(classify)?;
+            Ok(matches >= threshold && threshold > 0)
+        })
+    }
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     pub fn open(path: &Path) -> Result<SqliteStore> {
         let conn = Connection::open(path).map_err(classify)?;
@@ -1017,6 +1035,19 @@ impl Store for SqliteStore {
     fn list_events(&self, q: &EventQuery) -> Result<Page<Event>> {
         let mut args: Vec<SqlValue> = Vec::new();
         let mut sql = format!("SELECT {EVENT_SELECT} WHERE 1 = 1{}", filter_sql(q, &mut args));
+        if let Some(net) = q.source_ip.as_ref().filter(|_| !q.by_time)
+            && self.network_is_common(net, q.limit)?
+        {
+            // Walking the log in order and checking each event's address reads about
+            // limit × events / matches rows; looking the matches up by address reads (and sorts)
+            // every match. For a network this common the walk is cheaper. Every event has its
+            // personal row, so the inner join in this order is the same query.
+            sql = sql.replacen(
+                "FROM events e LEFT JOIN event_personal p",
+                "FROM events e CROSS JOIN event_personal p",
+                1,
+            );
+        }
         let (cmp, dir) = match q.order {
             Order::Asc => (">", "ASC"),
             Order::Desc => ("<", "DESC"),
