@@ -612,3 +612,22 @@ fn online_detection_follows_the_ledger_and_survives_a_restart() {
     let admin_events = engine.list_events(&EventQuery { kind: Some(Kind::Admin), ..Default::default() }).unwrap().items;
     assert!(admin_events.iter().any(|e| e.operation.as_deref() == Some("finding.ack")));
 }
+
+#[test]
+fn event_ids_sort_by_time_and_stay_unique() {
+    let t0: Timestamp = "2026-11-27T12:00:00Z".parse().unwrap();
+    let mut ids = Vec::new();
+    for us in [0i64, 1, 61, 1_000_000, 86_400_000_000] {
+        let at = Timestamp::from_microsecond(t0.as_microsecond() + us).unwrap();
+        let a = event_id(at).unwrap();
+        let b = event_id(at).unwrap();
+        assert_eq!(a.len(), 23, "{a}");
+        assert!(a.starts_with("ev_") && a[3..].bytes().all(|c| c.is_ascii_alphanumeric()), "{a}");
+        assert_ne!(a, b, "two ids made in the same microsecond");
+        assert_eq!(a[..12], b[..12], "the time part of {a} and {b}");
+        ids.push(a);
+    }
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted, "ids made later sort later");
+}

@@ -82,7 +82,10 @@ impl Personal {
     /// The commitments to these values under `salt`, in [`PERSONAL_FIELDS`] order.
     pub fn commitments(&self, salt: &[u8; SALT_LEN]) -> [Hash; 6] {
         let values = self.encoded();
-        std::array::from_fn(|i| commit(salt, PERSONAL_FIELDS[i], &values[i]))
+        // The keyed state is set up once and cloned per field: the same MACs, half the hashing.
+        #[allow(clippy::expect_used)] // HMAC accepts keys of every length.
+        let keyed = Hmac::<Sha256>::new_from_slice(salt).expect("HMAC takes any key length");
+        std::array::from_fn(|i| commit_with(keyed.clone(), PERSONAL_FIELDS[i], &values[i]))
     }
 }
 
@@ -93,9 +96,7 @@ fn opt_bytes(v: &Option<String>) -> Vec<u8> {
 }
 
 /// `HMAC-SHA256(key = salt, message = field name || 0x00 || encoded value)`.
-fn commit(salt: &[u8; SALT_LEN], field: &str, value: &[u8]) -> Hash {
-    #[allow(clippy::expect_used)] // HMAC accepts keys of every length.
-    let mut mac = Hmac::<Sha256>::new_from_slice(salt).expect("HMAC takes any key length");
+fn commit_with(mut mac: Hmac<Sha256>, field: &str, value: &[u8]) -> Hash {
     mac.update(field.as_bytes());
     mac.update(&[0]);
     mac.update(value);
