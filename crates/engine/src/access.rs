@@ -73,6 +73,9 @@ pub struct AccessOutcome {
 pub(crate) struct AccessState {
     pub(crate) policy: RwLock<Arc<Policy>>,
     cache: RwLock<HashMap<String, Option<Arc<TokenRecord>>>>,
+    /// Bumped by every invalidation, so a record read from the store before a change committed
+    /// is never put into the cache after the change invalidated it.
+    generation: std::sync::atomic::AtomicU64,
     token_limits: crate::limits::Gcra,
     address_limits: crate::limits::Gcra,
     pub(crate) failed_attempts: Budget,
@@ -83,14 +86,25 @@ impl AccessState {
         AccessState {
             policy: RwLock::new(Arc::new(policy)),
             cache: RwLock::new(HashMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
             token_limits: crate::limits::Gcra::default(),
             address_limits: crate::limits::Gcra::default(),
             failed_attempts,
         }
     }
 
+    /// Forgets every cached record (after a change to many tokens at once).
+    pub(crate) fn invalidate_all(&self) {
+        let mut cache = self.cache.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.clear();
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
     pub(crate) fn invalidate(&self, id: &str) {
-        self.cache.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
+        let mut cache = self.cache.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.remove(id);
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        drop(cache);
         self.token_limits.forget(id);
     }
 }
@@ -119,16 +133,22 @@ impl Engine {
     }
 
     /// A token by id, through the cache.
-    fn cached_token(&self, id: &str) -> Result<Option<Arc<TokenRecord>>> {
+    pub(crate) fn cached_token(&self, id: &str) -> Result<Option<Arc<TokenRecord>>> {
+        use std::sync::atomic::Ordering::SeqCst;
         if let Some(hit) = self.access.cache.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(id) {
             return Ok(hit.clone());
         }
+        let generation = self.access.generation.load(SeqCst);
         let record = self.store.get_token(id)?.map(Arc::new);
         let mut cache = self.access.cache.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if cache.len() >= CACHE_SIZE {
-            cache.clear();
+        // A change that committed while the store was read has invalidated since: what was read
+        // may predate it, so it answers this request only and is not kept.
+        if self.access.generation.load(SeqCst) == generation {
+            if cache.len() >= CACHE_SIZE {
+                cache.clear();
+            }
+            cache.insert(id.to_owned(), record.clone());
         }
-        cache.insert(id.to_owned(), record.clone());
         Ok(record)
     }
 

@@ -148,6 +148,9 @@ impl Engine {
         // The erased value itself is not recorded: the request was to forget it.
         event.details.insert("erased_field".to_owned(), field.to_owned());
         event.explanation = Some(format!("erased the personal values of the events of one {field}"));
-        Ok(self.store.erase(erasure, &mut event)?)
+        let n = self.store.erase(erasure, &mut event)?;
+        // Token owners were renamed: cached records must not put the old name into new events.
+        self.access.invalidate_all();
+        Ok(n)
     }
 }

@@ -411,13 +411,14 @@ impl Engine {
     pub fn authenticate(&self, presented: Option<&str>, required: &Scope, ctx: &RequestContext) -> Result<Principal> {
         let presented = presented.unwrap_or("");
         let credential = token::parse(presented);
+        // Through the token cache, which every change invalidates before it returns.
         let record = match credential {
-            Ok(p) => self.store.get_token(p.id)?,
+            Ok(p) => self.cached_token(p.id)?,
             Err(_) => None,
         };
         let now = self.now();
         let attempt =
-            Attempt { credential, record: record.as_ref(), required: Some(required), source_ip: ctx.source_ip, now };
+            Attempt { credential, record: record.as_deref(), required: Some(required), source_ip: ctx.source_ip, now };
         let decision = token::decide(&self.pepper, &attempt, &mut |_| None);
         let resolved = decision.reason != Reason::UnknownToken && credential.is_ok();
         if decision.allowed()

@@ -631,3 +631,40 @@ fn event_ids_sort_by_time_and_stay_unique() {
     sorted.sort();
     assert_eq!(ids, sorted, "ids made later sort later");
 }
+
+/// The token cache never outlives a change: an erased owner's name does not come back into new
+/// events from a cached record, and a revoked admin token stops authenticating at once.
+#[test]
+fn cached_tokens_follow_erasure_and_revocation() {
+    use crate::access::{AccessRequest, Required};
+    let (dir, engine, _) = open();
+    let by = admin(&engine, &dir);
+    let ctx = RequestContext::default();
+    let mut n = new_token(&["orders:read"]);
+    n.owner = "carol@example.com".into();
+    let (_, secret, _) = engine.create_token(&by, &ctx, n).unwrap();
+    let decide = || {
+        engine
+            .decide_access(&AccessRequest {
+                source: "verify",
+                credential: Some(secret.expose()),
+                required: Required::Scope(&Scope::parse("orders:read").unwrap()),
+                source_ip: None,
+                user_agent: None,
+                request_id: None,
+            })
+            .unwrap()
+    };
+    assert_eq!(decide().event.owner.as_deref(), Some("carol@example.com"));
+    engine.erase(&by, &ctx, &store::Erasure::Owner("carol@example.com".into())).unwrap();
+    assert_eq!(decide().event.owner.as_deref(), Some("erased"));
+
+    let mut n = new_token(&["tokentrail:admin"]);
+    n.no_expiry = true;
+    let (second, second_secret, _) = engine.create_token(&by, &ctx, n).unwrap();
+    let admin_scope = Scope::tokentrail_admin();
+    engine.authenticate(Some(second_secret.expose()), &admin_scope, &ctx).unwrap();
+    engine.revoke_token(&by, &ctx, &second.id, "rotated out").unwrap();
+    let denied = engine.authenticate(Some(second_secret.expose()), &admin_scope, &ctx).unwrap_err();
+    assert!(matches!(denied, EngineError::Denied(ref d) if d.decision.reason == Reason::Revoked), "{denied:?}");
+}

@@ -44,11 +44,8 @@ pub async fn verify(
         request_id: None,
     };
     let caller_token = bearer_of(&headers);
-    let engine = state.engine.clone();
-    let caller =
-        blocking(move || engine.authenticate(caller_token.as_deref(), &Scope::tokentrail_verify(), &caller_ctx))
-            .await?;
 
+    // The body is checked here, but its errors are answered only to an authenticated caller.
     let mut errors = Vec::new();
     let source_ip = match req.source_ip.as_deref().map(str::parse::<IpAddr>) {
         None => None,
@@ -70,12 +67,15 @@ pub async fn verify(
         (Some(_), Some(_), None) | (None, None, Some(_)) => {}
         _ => errors.push(FieldError { field: "scope".into(), message: "give either method and path, or scope".into() }),
     }
-    if !errors.is_empty() {
-        return Err(ApiError::invalid(errors));
-    }
     let engine = state.engine.clone();
     let request_id = gateway::request_id(&headers);
+    // One trip to the blocking pool: authenticate the caller (through the token cache), then
+    // decide.
     let outcome = blocking(move || {
+        let caller = engine.authenticate(caller_token.as_deref(), &Scope::tokentrail_verify(), &caller_ctx)?;
+        if !errors.is_empty() {
+            return Ok(Err(errors));
+        }
         let required = match (&scope, &req.method, &req.path) {
             (Some(s), _, _) => Required::Scope(s),
             (None, Some(m), Some(p)) => Required::Route { method: m, path: p },
@@ -90,9 +90,10 @@ pub async fn verify(
             request_id: Some(&request_id),
         })?;
         o.event.details.insert("caller".to_owned(), caller.token_id.clone());
-        Ok(o)
+        Ok(Ok(o))
     })
-    .await?;
+    .await?
+    .map_err(ApiError::invalid)?;
     let mut outcome = outcome;
     if outcome.decision.allowed() && outcome.on_audit_failure == OnAuditFailure::Deny && !state.auditor.healthy() {
         outcome.decision.reason = Reason::AuditUnavailable;
