@@ -10,48 +10,15 @@ use std::io::{BufRead, Write};
 
 use detect::{Finding, FindingType, Severity};
 use jiff::Timestamp;
-use ledger::event::{Event, Kind, Verdict, format_time};
+use ledger::event::{Event, format_time};
 use serde_json::{Value, json};
 
 use crate::inject::Injection;
 use crate::trace::{Labels, Profile, time_s};
 use crate::traffic::Benign;
 
-/// An event's wire form.
-pub fn event_view(e: &Event) -> proto::EventView {
-    proto::EventView {
-        id: e.id.clone(),
-        seq: e.seq,
-        time: format_time(e.time),
-        kind: e.kind.as_str().to_owned(),
-        source: e.source.clone(),
-        token_id: e.token_id.clone(),
-        token_fingerprint: e.token_fingerprint.clone(),
-        owner: e.owner.clone(),
-        source_ip: e.source_ip.clone(),
-        user_agent: e.user_agent.clone(),
-        method: e.method.clone(),
-        path: e.path.clone(),
-        route: e.route.clone(),
-        resource: e.resource.clone(),
-        action: e.action.clone(),
-        sensitivity: e.sensitivity.clone(),
-        decision: e.decision.as_str().to_owned(),
-        reason: e.reason.as_str().to_owned(),
-        status: e.status,
-        latency_ms: e.latency_us.map(|us| us as f64 / 1000.0),
-        bytes_out: e.bytes_out,
-        request_id: e.request_id.clone(),
-        node: e.node.clone(),
-        operation: e.operation.clone(),
-        target: e.target.clone(),
-        required_scope: e.required_scope.clone(),
-        granted_scopes: e.granted_scopes.clone(),
-        explanation: e.explanation.clone(),
-        details: e.details.clone(),
-        erased: e.erased,
-    }
-}
+/// An event's wire form: exactly what the server exports.
+pub use server::views::event_view;
 
 /// Writes one event as an NDJSON line.
 pub fn write_event(w: &mut impl Write, e: &Event) -> std::io::Result<()> {
@@ -59,42 +26,11 @@ pub fn write_event(w: &mut impl Write, e: &Event) -> std::io::Result<()> {
     w.write_all(b"\n")
 }
 
-/// An event from one NDJSON line; the error names the bad field.
+/// An event from one NDJSON line, checked as the server's ingest checks it; the error names the
+/// bad field.
 pub fn parse_event(line: &str) -> Result<Event, String> {
     let v: proto::EventView = serde_json::from_str(line).map_err(|e| e.to_string())?;
-    let time: Timestamp = v.time.parse().map_err(|_| format!("time: {:?} is not an RFC 3339 time", v.time))?;
-    let kind = Kind::parse(&v.kind).ok_or_else(|| format!("kind: {:?} is not access or admin", v.kind))?;
-    let reason =
-        token::Reason::parse(&v.reason).ok_or_else(|| format!("reason: {:?} is not a reason code", v.reason))?;
-    let decision =
-        Verdict::parse(&v.decision).ok_or_else(|| format!("decision: {:?} is not allow or deny", v.decision))?;
-    let mut e = Event::new(v.id, time, kind, &v.source, reason);
-    e.decision = decision;
-    e.seq = v.seq;
-    e.token_id = v.token_id;
-    e.token_fingerprint = v.token_fingerprint;
-    e.owner = v.owner;
-    e.source_ip = v.source_ip;
-    e.user_agent = v.user_agent;
-    e.method = v.method;
-    e.path = v.path;
-    e.route = v.route;
-    e.resource = v.resource;
-    e.action = v.action;
-    e.sensitivity = v.sensitivity;
-    e.status = v.status;
-    e.latency_us = v.latency_ms.filter(|ms| ms.is_finite() && *ms >= 0.0).map(|ms| (ms * 1000.0).round() as u64);
-    e.bytes_out = v.bytes_out;
-    e.request_id = v.request_id;
-    e.node = v.node;
-    e.operation = v.operation;
-    e.target = v.target;
-    e.required_scope = v.required_scope;
-    e.granted_scopes = v.granted_scopes;
-    e.explanation = v.explanation;
-    e.details = v.details;
-    e.erased = v.erased;
-    Ok(e)
+    server::views::event_from_view(&v)
 }
 
 fn t(us: i64) -> String {
