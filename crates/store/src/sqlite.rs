@@ -357,6 +357,28 @@ const TOKEN_COLUMNS: &str = "pk, id, name, owner, description, labels, scopes, c
     updated_at, expires_at, not_before, allowed_cidrs, rate_limit, last_used_at, revoked_at, revoked_by, \
     revoke_reason, secret_hash, secret_created_at, prev_secret_hash, prev_secret_until, revision, shadow_scopes";
 
+/// Reads one row as its key and the decoded item.
+type KeyedRow<T> = fn(&Row<'_>) -> rusqlite::Result<(i64, Result<T>)>;
+
+/// Runs a page query that asks for `limit + 1` rows keyed by `pk`: at most `limit` items, and
+/// the last one's key as the cursor when there are more.
+fn page_by_pk<T>(c: &Connection, sql: &str, args: Vec<SqlValue>, limit: i64, row: KeyedRow<T>) -> Result<Page<T>> {
+    let mut stmt = c.prepare(sql).map_err(classify)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args), row)
+        .map_err(classify)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(classify)?;
+    let more = rows.len() as i64 > limit;
+    let mut items = Vec::new();
+    let mut last = None;
+    for (pk, item) in rows.into_iter().take(limit as usize) {
+        items.push(item?);
+        last = Some(pk);
+    }
+    Ok(Page { items, next: if more { last } else { None } })
+}
+
 fn token_from_row(r: &Row<'_>) -> rusqlite::Result<(i64, Result<TokenRecord>)> {
     let pk: i64 = r.get(0)?;
     let labels: String = r.get(5)?;
@@ -970,22 +992,7 @@ impl Store for SqliteStore {
         }
         let limit = i64::from(q.limit.max(1));
         sql += &format!(" ORDER BY t.pk LIMIT {}", arg(SqlValue::Integer(limit + 1)));
-        self.read(|c| {
-            let mut stmt = c.prepare(&sql).map_err(classify)?;
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(args), token_from_row)
-                .map_err(classify)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(classify)?;
-            let more = rows.len() as i64 > limit;
-            let mut items = Vec::new();
-            let mut last = None;
-            for (pk, t) in rows.into_iter().take(limit as usize) {
-                items.push(t?);
-                last = Some(pk);
-            }
-            Ok(Page { items, next: if more { last } else { None } })
-        })
+        self.read(|c| page_by_pk(c, &sql, args, limit, token_from_row))
     }
 
     fn count_tokens(&self, now: Timestamp) -> Result<BTreeMap<&'static str, u64>> {
@@ -1422,22 +1429,7 @@ impl Store for SqliteStore {
         let limit = i64::from(q.limit.max(1));
         args.push(SqlValue::Integer(limit + 1));
         sql += &format!(" ORDER BY pk DESC LIMIT ?{}", args.len());
-        self.read(|c| {
-            let mut stmt = c.prepare(&sql).map_err(classify)?;
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(args), finding_from_row)
-                .map_err(classify)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(classify)?;
-            let more = rows.len() as i64 > limit;
-            let mut items = Vec::new();
-            let mut last = None;
-            for (pk, f) in rows.into_iter().take(limit as usize) {
-                items.push(f?);
-                last = Some(pk);
-            }
-            Ok(Page { items, next: if more { last } else { None } })
-        })
+        self.read(|c| page_by_pk(c, &sql, args, limit, finding_from_row))
     }
 
     fn set_finding_status(
