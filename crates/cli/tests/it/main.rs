@@ -4,6 +4,7 @@
 
 mod cli;
 mod crash;
+mod detection;
 mod gateway;
 mod http;
 mod investigate;
