@@ -1019,6 +1019,7 @@ fn detect_offline(input: &Path, config_file: Option<&Path>, format: Format) -> a
     let detect_config = server::detect_config(&config)?;
     let file = std::fs::File::open(input).with_context(|| format!("cannot read {}", input.display()))?;
     let mut events = Vec::new();
+    let mut recorded_seqs = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("{}: cannot read line {}", input.display(), i + 1))?;
         if line.trim().is_empty() {
@@ -1026,11 +1027,20 @@ fn detect_offline(input: &Path, config_file: Option<&Path>, format: Format) -> a
         }
         let v: proto::IngestEvent =
             serde_json::from_str(&line).map_err(|e| anyhow!("{}: line {}: {e}", input.display(), i + 1))?;
+        recorded_seqs.push(v.seq);
         let (id, mut e) =
             server::views::ingest_event(v).map_err(|m| anyhow!("{}: line {}: {m}", input.display(), i + 1))?;
         e.id = id.unwrap_or_else(|| format!("line-{}", i + 1));
         e.seq = Some(i as u64);
         events.push(e);
+    }
+    // The detectors take events in (time, seq) order. Events exported from a ledger carry their
+    // position: ties in time then fall as the live server saw them, whatever the file's order.
+    // Otherwise the line number decides.
+    if recorded_seqs.iter().all(Option::is_some) {
+        for (e, seq) in events.iter_mut().zip(recorded_seqs) {
+            e.seq = seq;
+        }
     }
     let findings: Vec<proto::FindingView> = detect::run(&detect_config, &mut events)
         .iter()

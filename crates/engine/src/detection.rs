@@ -31,6 +31,15 @@ impl DetectionState {
 }
 
 /// A finding as stored, from the detectors' finding.
+/// A finding that is new, reopened or changed severity in a detection step.
+#[derive(Clone, Debug)]
+pub struct ChangedFinding {
+    /// The finding as stored.
+    pub finding: FindingRecord,
+    /// `None` when it is new or reopened; otherwise its severity before (it changed).
+    pub previous_severity: Option<String>,
+}
+
 pub fn record_of(f: &Finding) -> FindingRecord {
     FindingRecord {
         id: f.id.clone(),
@@ -87,7 +96,7 @@ impl Engine {
 
     /// Runs the detectors over the events recorded since the last step (at most `max`), stores
     /// the findings, and returns the findings that are new or reopened (for alerting).
-    pub fn detect_step(&self, max: u32) -> Result<Vec<FindingRecord>> {
+    pub fn detect_step(&self, max: u32) -> Result<Vec<ChangedFinding>> {
         let mut guard = self.detection.detection.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if guard.is_none() {
             *guard = Some(self.detection_start()?);
@@ -115,10 +124,22 @@ impl Engine {
             last = e.seq.map_or(last, |s| s as i64);
         }
         let records: Vec<FindingRecord> = order.iter().filter_map(|id| latest.get(id)).map(record_of).collect();
-        let fresh = self.store.upsert_findings(&records)?;
+        let changes = self.store.upsert_findings(&records)?;
         self.store.meta_set(POSITION, &last.to_string())?;
         *position = last;
-        Ok(records.into_iter().filter(|r| fresh.contains(&r.id)).collect())
+        // Alerts carry the finding as stored (its status, comment and times), as the API shows it.
+        let mut out = Vec::with_capacity(changes.len());
+        for c in changes {
+            let stored = match self.store.get_finding(&c.id)? {
+                Some(f) => f,
+                None => match records.iter().find(|r| r.id == c.id) {
+                    Some(r) => r.clone(),
+                    None => continue,
+                },
+            };
+            out.push(ChangedFinding { finding: stored, previous_severity: c.previous_severity });
+        }
+        Ok(out)
     }
 
     /// Tracked keys per detector and their bound.

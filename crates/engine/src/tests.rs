@@ -582,18 +582,18 @@ fn online_detection_follows_the_ledger_and_survives_a_restart() {
         }
         let fresh = engine.detect_step(10_000).unwrap();
         assert_eq!(fresh.len(), 1, "{fresh:?}");
-        assert_eq!(fresh[0].kind, "brute_force");
+        assert_eq!((fresh[0].finding.kind.as_str(), fresh[0].previous_severity.as_ref()), ("brute_force", None));
         assert!(engine.detect_step(10_000).unwrap().is_empty(), "nothing new");
         let by = admin(&engine, &dir);
         let f = engine
-            .set_finding_status(&by, &RequestContext::default(), &fresh[0].id, "acknowledged", "looking")
+            .set_finding_status(&by, &RequestContext::default(), &fresh[0].finding.id, "acknowledged", "looking")
             .unwrap();
         assert_eq!(f.status, "acknowledged");
         assert!(matches!(
-            engine.set_finding_status(&by, &RequestContext::default(), &fresh[0].id, "resolved", " "),
+            engine.set_finding_status(&by, &RequestContext::default(), &fresh[0].finding.id, "resolved", " "),
             Err(EngineError::Invalid(_))
         ));
-        fresh[0].id.clone()
+        fresh[0].finding.id.clone()
     };
     clock.advance(30);
     // After a restart the baseline is replayed: more guessing extends the same finding.

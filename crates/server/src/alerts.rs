@@ -113,14 +113,17 @@ impl Alerts {
     }
 
     /// Sends findings to every sink whose minimum severity they reach (in the background).
-    pub fn send_findings(&self, findings: &[store::FindingRecord]) {
-        for f in findings {
-            let view = finding_view(f);
+    pub fn send_findings(&self, findings: &[engine::detection::ChangedFinding]) {
+        for c in findings {
+            let view = finding_view(&c.finding);
             for (i, sink) in self.inner.sinks.iter().enumerate() {
                 let min = match sink {
                     Sink::Webhook { min, .. } | Sink::Syslog { min, .. } | Sink::File { min, .. } => *min,
                 };
-                if rank(&view.severity) < min {
+                // A sink hears of a finding once per open period: when it is new or reopened at
+                // or above the sink's minimum, or when it escalates across that minimum.
+                let already_sent = c.previous_severity.as_deref().is_some_and(|p| rank(p) >= min);
+                if rank(&view.severity) < min || already_sent {
                     continue;
                 }
                 let inner = self.inner.clone();

@@ -443,7 +443,7 @@ pub(crate) fn aggregates_events(store: &dyn Store) {
 }
 
 pub(crate) fn keeps_findings_and_their_status(store: &dyn Store) {
-    use crate::{FindingQuery, FindingRecord};
+    use crate::{FindingChange, FindingQuery, FindingRecord};
     let f = |id: &str, kind: &str, last: &str, count: u64| FindingRecord {
         id: id.to_owned(),
         kind: kind.to_owned(),
@@ -460,6 +460,7 @@ pub(crate) fn keeps_findings_and_their_status(store: &dyn Store) {
         comment: None,
         status_changed_at: t("2026-03-01T10:00:00Z"),
     };
+    let new = |id: &str| FindingChange { id: id.to_owned(), previous_severity: None };
     assert_eq!(
         store
             .upsert_findings(&[
@@ -467,12 +468,20 @@ pub(crate) fn keeps_findings_and_their_status(store: &dyn Store) {
                 f("fd2", "off_hours", "2026-03-01T11:00:00Z", 1)
             ])
             .unwrap(),
-        ["fd1", "fd2"]
+        [new("fd1"), new("fd2")]
     );
     // Extending keeps it one finding.
     assert!(store.upsert_findings(&[f("fd1", "brute_force", "2026-03-01T10:09:00Z", 7)]).unwrap().is_empty());
     let got = store.get_finding("fd1").unwrap().unwrap();
     assert_eq!((got.event_count, got.evidence.len(), got.status.as_str()), (7, 7, "open"));
+    // A change of severity is reported with the severity before (alerts with a higher minimum
+    // learn of it); the same severity again is not.
+    let critical = FindingRecord { severity: "critical".into(), ..f("fd2", "off_hours", "2026-03-01T11:30:00Z", 2) };
+    assert_eq!(
+        store.upsert_findings(std::slice::from_ref(&critical)).unwrap(),
+        [FindingChange { id: "fd2".into(), previous_severity: Some("high".into()) }]
+    );
+    assert!(store.upsert_findings(&[critical]).unwrap().is_empty());
     assert_eq!(got.last_seen, t("2026-03-01T10:09:00Z"));
     // Resolving records an admin event; later activity reopens it, earlier replays do not.
     let mut ev = admin_event("resolve-1", "fd1");
@@ -480,7 +489,7 @@ pub(crate) fn keeps_findings_and_their_status(store: &dyn Store) {
     assert!(ev.seq.is_some());
     assert!(store.upsert_findings(&[f("fd1", "brute_force", "2026-03-01T10:09:00Z", 7)]).unwrap().is_empty());
     assert_eq!(store.get_finding("fd1").unwrap().unwrap().status, "resolved");
-    assert_eq!(store.upsert_findings(&[f("fd1", "brute_force", "2026-03-01T13:00:00Z", 9)]).unwrap(), ["fd1"]);
+    assert_eq!(store.upsert_findings(&[f("fd1", "brute_force", "2026-03-01T13:00:00Z", 9)]).unwrap(), [new("fd1")]);
     let reopened = store.get_finding("fd1").unwrap().unwrap();
     assert_eq!((reopened.status.as_str(), reopened.comment.as_deref()), ("open", Some("blocked the network")));
     let err = store

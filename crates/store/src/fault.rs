@@ -103,7 +103,7 @@ impl<S: Store> Store for FaultInjected<S> {
         self.check()?;
         self.inner.erase(erasure, event)
     }
-    fn upsert_findings(&self, findings: &[crate::FindingRecord]) -> Result<Vec<String>> {
+    fn upsert_findings(&self, findings: &[crate::FindingRecord]) -> Result<Vec<crate::FindingChange>> {
         self.check()?;
         self.inner.upsert_findings(findings)
     }

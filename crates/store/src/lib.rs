@@ -115,6 +115,16 @@ pub struct FindingRecord {
     pub status_changed_at: Timestamp,
 }
 
+/// What storing a finding changed (for alerts).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FindingChange {
+    /// The finding.
+    pub id: String,
+    /// `None` when the finding is new or was reopened; otherwise the severity it had before this
+    /// update changed it.
+    pub previous_severity: Option<String>,
+}
+
 /// Filters for listing findings; newest first.
 #[derive(Clone, Debug, Default)]
 pub struct FindingQuery {
@@ -377,9 +387,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores findings: new ones as `open`; known ones get their new evidence, times, count,
     /// summary and severity, keep their status and comment, and are reopened when they were
-    /// resolved and the new activity is after the resolution. Returns the ids that are new or
-    /// reopened.
-    fn upsert_findings(&self, findings: &[FindingRecord]) -> Result<Vec<String>>;
+    /// resolved and the new activity is after the resolution. Returns what alerting needs to
+    /// know: the findings that are new or reopened, and those whose severity changed.
+    fn upsert_findings(&self, findings: &[FindingRecord]) -> Result<Vec<FindingChange>>;
 
     /// One finding.
     fn get_finding(&self, id: &str) -> Result<Option<FindingRecord>>;

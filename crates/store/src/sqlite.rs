@@ -1319,16 +1319,16 @@ impl Store for SqliteStore {
         Ok(n)
     }
 
-    fn upsert_findings(&self, findings: &[crate::FindingRecord]) -> Result<Vec<String>> {
+    fn upsert_findings(&self, findings: &[crate::FindingRecord]) -> Result<Vec<crate::FindingChange>> {
         if findings.is_empty() {
             return Ok(Vec::new());
         }
         self.write(|tx| {
             let mut fresh = Vec::new();
             for f in findings {
-                let existing: Option<(String, i64)> = tx
-                    .query_row("SELECT status, status_us FROM findings WHERE id = ?1", [&f.id], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
+                let existing: Option<(String, i64, String)> = tx
+                    .query_row("SELECT status, status_us, severity FROM findings WHERE id = ?1", [&f.id], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                     })
                     .optional()
                     .map_err(classify)?;
@@ -1356,9 +1356,9 @@ impl Store for SqliteStore {
                             ],
                         )
                         .map_err(classify)?;
-                        fresh.push(f.id.clone());
+                        fresh.push(crate::FindingChange { id: f.id.clone(), previous_severity: None });
                     }
-                    Some((status, status_us)) => {
+                    Some((status, status_us, severity)) => {
                         let reopen = status == "resolved" && codec::micros(f.last_seen) > status_us;
                         tx.execute(
                             "UPDATE findings SET severity = ?2, last_us = MAX(last_us, ?3), summary = ?4, evidence = ?5, \
@@ -1379,7 +1379,9 @@ impl Store for SqliteStore {
                         )
                         .map_err(classify)?;
                         if reopen {
-                            fresh.push(f.id.clone());
+                            fresh.push(crate::FindingChange { id: f.id.clone(), previous_severity: None });
+                        } else if severity != f.severity && status != "resolved" {
+                            fresh.push(crate::FindingChange { id: f.id.clone(), previous_severity: Some(severity) });
                         }
                     }
                 }
