@@ -181,7 +181,7 @@ impl Loader {
                 None => {
                     let known: Vec<String> = KEYS.iter().map(|k| env_var(k.path)).collect();
                     let mut message = "not a configuration variable".to_owned();
-                    match suggest(name, known.iter().map(String::as_str)) {
+                    match diag::suggest(name, known.iter().map(String::as_str), 3) {
                         Some(s) => message.push_str(&format!(" (did you mean {s}?)")),
                         None => message.push_str(&format!("; known: {}", known.join(", "))),
                     }
@@ -229,21 +229,9 @@ struct File<'a> {
 
 impl File<'_> {
     fn origin(&self, offset: usize) -> Origin {
-        let (line, column) = position(self.text, offset);
+        let (line, column) = diag::position(self.text, offset);
         Origin::File { path: PathBuf::from(self.path), line: Some(line), column: Some(column) }
     }
-}
-
-/// 1-based line and column (in characters) of a byte offset.
-fn position(text: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
-    }
-    let before = &text[..offset];
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let line = before.matches('\n').count() + 1;
-    (line, before[line_start..].chars().count() + 1)
 }
 
 fn join(prefix: &str, name: &str) -> String {
@@ -283,7 +271,7 @@ fn unknown(what: &str, prefix: &str, path: &str) -> String {
     let siblings = children(prefix);
     let full = |name: &str| join(prefix, name);
     let candidates: Vec<String> = siblings.iter().map(|n| full(n)).collect();
-    match suggest(path, candidates.iter().map(String::as_str)) {
+    match diag::suggest(path, candidates.iter().map(String::as_str), 3) {
         Some(s) => format!("unknown {what} (did you mean {s}?)"),
         None if prefix.is_empty() => {
             format!("unknown {what}; expected one of: {}", siblings.join(", "))
@@ -292,50 +280,9 @@ fn unknown(what: &str, prefix: &str, path: &str) -> String {
     }
 }
 
-/// The candidate closest to `wrong` by edit distance, if it is close enough to be a typo.
-fn suggest<'a>(wrong: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    let wrong = wrong.to_ascii_lowercase();
-    candidates
-        .map(|c| (edit_distance(&wrong, &c.to_ascii_lowercase()), c))
-        .filter(|(d, _)| *d <= 3)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
-
-/// Levenshtein distance, over characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (diagonal + usize::from(ca != *cb)).min(above + 1).min(row[j] + 1);
-            diagonal = above;
-        }
-    }
-    row[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn positions_are_one_based_and_count_characters() {
-        assert_eq!(position("a = 1\nb = 2", 0), (1, 1));
-        assert_eq!(position("a = 1\nb = 2", 6), (2, 1));
-        assert_eq!(position("é = 1", 4), (1, 4));
-        assert_eq!(position("é", 1), (1, 1));
-    }
-
-    #[test]
-    fn edit_distances() {
-        assert_eq!(edit_distance("prefx", "prefix"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("listen", "listen"), 0);
-    }
 
     #[test]
     fn children_of_tables() {

@@ -123,7 +123,7 @@ struct Common {
 
 impl Parser<'_> {
     fn error(&mut self, offset: usize, key: &str, kind: ErrorKind, message: String) {
-        let (line, column) = position(self.text, offset);
+        let (line, column) = diag::position(self.text, offset);
         self.errors.push(PolicyError {
             source_name: self.source_name.to_owned(),
             line: Some(line),
@@ -142,7 +142,7 @@ impl Parser<'_> {
 
     fn unknown(&mut self, offset: usize, table: &str, name: &str, known: &[&str]) {
         let path = if table.is_empty() { name.to_owned() } else { format!("{table}.{name}") };
-        let message = match suggest(name, known) {
+        let message = match diag::suggest(name, known.iter().copied(), 2) {
             Some(s) => format!("unknown key (did you mean {s}?)"),
             None => format!("unknown key; expected one of: {}", known.join(", ")),
         };
@@ -271,7 +271,7 @@ impl Parser<'_> {
             scope,
             sensitivity: common.sensitivity,
             on_audit_failure: common.on_audit_failure,
-            line: position(self.text, at).0,
+            line: diag::position(self.text, at).0,
             is_default: false,
         };
         Some((route, path_offset))
@@ -358,7 +358,7 @@ impl Parser<'_> {
             scope,
             sensitivity: common.sensitivity,
             on_audit_failure: common.on_audit_failure,
-            line: position(self.text, header.start).0,
+            line: diag::position(self.text, header.start).0,
             is_default: true,
         })
     }
@@ -519,60 +519,14 @@ fn a_type(value: &DeValue<'_>) -> String {
     format!("{article} {ty}")
 }
 
-/// 1-based line and column (in characters) of a byte offset.
-fn position(text: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
-    }
-    let before = &text[..offset];
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let line = before.matches('\n').count() + 1;
-    (line, before[line_start..].chars().count() + 1)
-}
-
-/// The known key closest to `wrong` by edit distance, if it is close enough to be a typo.
-fn suggest<'a>(wrong: &str, known: &[&'a str]) -> Option<&'a str> {
-    let wrong = wrong.to_ascii_lowercase();
-    known
-        .iter()
-        .map(|k| (edit_distance(&wrong, k), *k))
-        .filter(|(d, _)| *d <= 2)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
-}
-
-/// Levenshtein distance, over characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (diagonal + usize::from(ca != *cb)).min(above + 1).min(row[j] + 1);
-            diagonal = above;
-        }
-    }
-    row[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn positions_are_one_based_and_count_characters() {
-        assert_eq!(position("a = 1\nb = 2", 0), (1, 1));
-        assert_eq!(position("a = 1\nb = 2", 6), (2, 1));
-        assert_eq!(position("é = 1", 4), (1, 4));
-    }
-
-    #[test]
     fn suggestions_are_close_typos_only() {
-        assert_eq!(suggest("methd", ROUTE_KEYS), Some("method"));
-        assert_eq!(suggest("sensitivty", ROUTE_KEYS), Some("sensitivity"));
-        assert_eq!(suggest("color", ROUTE_KEYS), None);
+        assert_eq!(diag::suggest("methd", ROUTE_KEYS.iter().copied(), 2), Some("method"));
+        assert_eq!(diag::suggest("sensitivty", ROUTE_KEYS.iter().copied(), 2), Some("sensitivity"));
+        assert_eq!(diag::suggest("color", ROUTE_KEYS.iter().copied(), 2), None);
     }
 }
