@@ -33,10 +33,9 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::testkit::{
-    CliOutput, EVENTUALLY, Http, Reply, TestServer, assert_problem, eventually, field_errors, gateway_config,
-    json_body, run_cli, send_empty, send_json, token_id,
+    CliOutput, EVENTUALLY, GatewayRig, assert_problem, eventually, field_errors, json_body, run_cli, send_empty,
+    send_json, token_id,
 };
-use crate::upstream::Upstream;
 
 /// The route policy: seven plain resources and one `phi` route.
 const POLICY: &str = r#"
@@ -100,6 +99,9 @@ const PROBED: [(&str, &str); 6] = [
     ("GET", "/v1/shipments/1"),
 ];
 
+/// The owner of every token these tests issue.
+const OWNER: &str = "detect-test";
+
 /// How many unknown tokens the brute-force incident presents (the threshold is 20; 80 would make
 /// it critical).
 const GUESSES: usize = 25;
@@ -107,25 +109,21 @@ const GUESSES: usize = 25;
 /// How long the dead-letter test may wait: the server retries after 1, 2, 4, 8 and 16 s.
 const DEAD_LETTER_DEADLINE: Duration = Duration::from_secs(90);
 
-/// A server with the gateway in front of the test upstream.
-struct Rig {
-    s: TestServer,
-    _up: Upstream,
-    http: Http,
-    url: String,
+/// The shared gateway rig with this module's helpers.
+struct Rig(GatewayRig);
+
+impl std::ops::Deref for Rig {
+    type Target = GatewayRig;
+    fn deref(&self) -> &GatewayRig {
+        &self.0
+    }
 }
 
 impl Rig {
     /// Starts a server with [`POLICY`], its configuration changed by `tune` (which gets the test's
     /// temporary directory, for sink files).
     async fn start(tune: impl FnOnce(&mut config::Config, &Path)) -> Rig {
-        let up = Upstream::start().await;
-        let root = tempfile::tempdir().expect("a temporary directory");
-        let mut config = gateway_config(root.path(), POLICY, &up.url());
-        tune(&mut config, root.path());
-        let s = TestServer::start_config(root, &config, None).await;
-        let url = s.gateway_url();
-        Rig { s, _up: up, http: Http::new(), url }
+        Rig(GatewayRig::start(POLICY, tune).await)
     }
 
     fn root(&self) -> &Path {
@@ -135,46 +133,6 @@ impl Rig {
     /// Where undeliverable alerts go: `alerts-dead-letter.ndjson` in the data directory.
     fn dead_letter(&self) -> std::path::PathBuf {
         self.root().join("data").join("alerts-dead-letter.ndjson")
-    }
-
-    /// Issues a token with `scopes` (and the fields of `more`); returns it and its id.
-    async fn token(&self, name: &str, scopes: &[&str], more: Value) -> (String, String) {
-        let mut body = json!({ "name": name, "owner": "detect-test", "scopes": scopes });
-        if let (Some(b), Some(m)) = (body.as_object_mut(), more.as_object()) {
-            b.extend(m.clone());
-        }
-        let resp = send_json(&self.s.client, Method::POST, "/v1/tokens", &body).await;
-        assert_eq!(resp.status.as_u16(), 201, "create {body}: {}", String::from_utf8_lossy(&resp.body));
-        let v = json_body(&resp);
-        (v["token"].as_str().expect("token").to_owned(), v["id"].as_str().expect("id").to_owned())
-    }
-
-    /// Sends a request through the gateway with `Authorization: Bearer <token>`.
-    async fn call(&self, method: &str, path: &str, token: &str) -> Reply {
-        let auth = format!("Bearer {token}");
-        self.http.send(method, &format!("{}{path}", self.url), &[("authorization", &auth)], b"").await
-    }
-
-    /// A request the gateway must forward; returns its event id.
-    async fn allowed(&self, method: &str, path: &str, token: &str) -> String {
-        let r = self.call(method, path, token).await;
-        assert_eq!(r.status, 200, "{method} {path} was not forwarded: {}", r.text());
-        r.header("tokentrail-event-id").expect("Tokentrail-Event-Id").to_owned()
-    }
-
-    /// A request the gateway must deny with `status` and `reason`; returns its event id.
-    async fn denied(&self, method: &str, path: &str, token: &str, status: u16, reason: &str) -> String {
-        let r = self.call(method, path, token).await;
-        assert_eq!(r.status, status, "{method} {path}: {}", r.text());
-        assert_eq!(r.json()["reason"], reason, "{method} {path}: {}", r.text());
-        r.header("tokentrail-event-id").expect("Tokentrail-Event-Id").to_owned()
-    }
-
-    /// An admin GET that must answer 200 with JSON.
-    async fn get(&self, path: &str) -> Value {
-        let resp = send_empty(&self.s.client, Method::GET, path).await;
-        assert_eq!(resp.status.as_u16(), 200, "GET {path}: {}", String::from_utf8_lossy(&resp.body));
-        json_body(&resp)
     }
 
     /// `GET /v1/findings?<query>` (one page of up to 1000); the findings.
@@ -283,30 +241,30 @@ struct Incidents {
 /// Sends the traffic of four incidents through the gateway, one after the other.
 async fn raise_incidents(rig: &Rig) -> Incidents {
     // scope_probing: a token holding inventory:read, denied on six other routes.
-    let (t, prober) = rig.token("prober", &["inventory:read"], json!({})).await;
+    let (t, prober) = rig.token("prober", OWNER, &["inventory:read"], json!({})).await;
     rig.allowed("GET", "/v1/inventory/1", &t).await;
     let mut probes = Vec::new();
     for (m, p) in PROBED {
-        probes.push(rig.denied(m, p, &t, 403, "insufficient_scope").await);
+        probes.push(rig.denied(m, p, Some(&t), 403, "insufficient_scope").await);
     }
 
     // revoked_token_use: a token used, revoked, and presented three more times on a phi route.
-    let (leaked_token, leaked) = rig.token("leaked", &["patients:read"], json!({})).await;
+    let (leaked_token, leaked) = rig.token("leaked", OWNER, &["patients:read"], json!({})).await;
     rig.allowed("GET", "/v1/patients/1", &leaked_token).await;
     rig.revoke(&leaked).await;
     let mut revoked_uses = Vec::new();
     for i in 2..5 {
-        revoked_uses.push(rig.denied("GET", &format!("/v1/patients/{i}"), &leaked_token, 401, "revoked").await);
+        revoked_uses.push(rig.denied("GET", &format!("/v1/patients/{i}"), Some(&leaked_token), 401, "revoked").await);
     }
 
     // brute_force: well-formed tokens nobody issued, all from 127.0.0.1.
     let mut guesses = Vec::new();
     for _ in 0..GUESSES {
-        guesses.push(rig.denied("GET", "/v1/inventory/7", &forged(), 401, "unknown_token").await);
+        guesses.push(rig.denied("GET", "/v1/inventory/7", Some(&forged()), 401, "unknown_token").await);
     }
 
     // shadow_deny: a writer whose proposed scopes (orders:read) would deny its write.
-    let (t, writer) = rig.token("writer", &["orders:write"], json!({})).await;
+    let (t, writer) = rig.token("writer", OWNER, &["orders:write"], json!({})).await;
     rig.shadow(&writer, &["orders:read"]).await;
     let shadow_writes = vec![rig.allowed("POST", "/v1/orders", &t).await];
 
@@ -661,7 +619,7 @@ async fn live_findings_are_listed_filtered_shown_acknowledged_and_resolved_over_
     assert_eq!(per_target.events.len(), 1, "{per_target:#?}");
 
     // New activity reopens a resolved finding: the revoked token presented once more.
-    let t_again = rig.denied("GET", "/v1/patients/9", &inc.leaked_token, 401, "revoked").await;
+    let t_again = rig.denied("GET", "/v1/patients/9", Some(&inc.leaked_token), 401, "revoked").await;
     let reopened = rig
         .wait_finding("the revoked token's finding reopened", &revoked, |f| {
             f["status"] == "open" && f["event_count"] == inc.revoked_uses.len() as u64 + 1
@@ -1009,9 +967,9 @@ async fn wait_lines(path: &Path, what: &str, n: usize) -> Vec<Value> {
 /// A revoked token presented once on a plain route: one `revoked_token_use` finding of severity
 /// high. Returns the finding once the server has it.
 async fn revoked_once(rig: &Rig, name: &str) -> (String, Value) {
-    let (t, id) = rig.token(name, &["inventory:read"], json!({})).await;
+    let (t, id) = rig.token(name, OWNER, &["inventory:read"], json!({})).await;
     rig.revoke(&id).await;
-    rig.denied("GET", "/v1/inventory/3", &t, 401, "revoked").await;
+    rig.denied("GET", "/v1/inventory/3", Some(&t), 401, "revoked").await;
     let f = rig.wait_one("revoked_token_use", Some(&id), |_| true).await;
     assert_eq!(str_of(&f, "severity"), "high", "{}", pretty(&f));
     (t, f)
@@ -1020,7 +978,7 @@ async fn revoked_once(rig: &Rig, name: &str) -> (String, Value) {
 /// A token in shadow mode making one write its proposed scopes would deny: one `shadow_deny`
 /// finding of severity low.
 async fn shadow_once(rig: &Rig) -> Value {
-    let (t, id) = rig.token("writer", &["orders:write"], json!({})).await;
+    let (t, id) = rig.token("writer", OWNER, &["orders:write"], json!({})).await;
     rig.shadow(&id, &["orders:read"]).await;
     rig.allowed("POST", "/v1/orders", &t).await;
     let f = rig.wait_one("shadow_deny", Some(&id), |_| true).await;
@@ -1066,7 +1024,7 @@ async fn the_webhook_gets_signed_findings_at_or_above_its_minimum_severity_and_r
     // message (another webhook-id) with the new count.
     let resp = rig.set_status(str_of(&high, "id"), "resolve", &json!({"comment": "rotated"})).await;
     assert_eq!(resp.status.as_u16(), 200, "{}", String::from_utf8_lossy(&resp.body));
-    rig.denied("GET", "/v1/inventory/4", &token, 401, "revoked").await;
+    rig.denied("GET", "/v1/inventory/4", Some(&token), 401, "revoked").await;
     let all = hook.wait("the reopened finding at the webhook", 2, EVENTUALLY).await;
     let again = &all[1];
     assert_signed(again, &key);
@@ -1116,7 +1074,7 @@ async fn the_alert_for_a_reopened_finding_is_the_finding_as_stored() {
     hook.wait("the new finding at the webhook", 1, EVENTUALLY).await;
     let resp = rig.set_status(&id, "resolve", &json!({"comment": "rotated"})).await;
     assert_eq!(resp.status.as_u16(), 200, "{}", String::from_utf8_lossy(&resp.body));
-    rig.denied("GET", "/v1/inventory/4", &token, 401, "revoked").await;
+    rig.denied("GET", "/v1/inventory/4", Some(&token), 401, "revoked").await;
     let all = hook.wait("the reopened finding at the webhook", 2, EVENTUALLY).await;
     let body = all[1].json();
     let stored = rig.get(&format!("/v1/findings/{id}")).await;
@@ -1195,11 +1153,11 @@ async fn a_finding_that_escalates_to_the_webhook_minimum_severity_is_delivered()
     })
     .await;
     for _ in 0..5 {
-        rig.denied("GET", "/v1/inventory/7", &forged(), 401, "unknown_token").await;
+        rig.denied("GET", "/v1/inventory/7", Some(&forged()), 401, "unknown_token").await;
     }
     let f = rig.wait_one("brute_force", None, |f| f["severity"] == "high").await;
     for _ in 0..15 {
-        rig.denied("GET", "/v1/inventory/7", &forged(), 401, "unknown_token").await;
+        rig.denied("GET", "/v1/inventory/7", Some(&forged()), 401, "unknown_token").await;
     }
     let f = rig
         .wait_finding("the brute force escalated to critical", str_of(&f, "id"), |f| f["severity"] == "critical")
@@ -1340,14 +1298,14 @@ async fn the_file_and_udp_syslog_sinks_get_one_record_per_finding_with_its_sever
 
     // Five findings, one of each severity and two high ones: the four incidents and an expired
     // token presented (medium), which was never used before, so no grace applies.
-    let (expiring, expiring_id) = rig.token("expiring", &["inventory:read"], json!({"expires_in": "1s"})).await;
+    let (expiring, expiring_id) = rig.token("expiring", OWNER, &["inventory:read"], json!({"expires_in": "1s"})).await;
     let inc = raise_incidents(&rig).await;
     let mut found = expect_incident_findings(&rig, &inc).await;
     eventually("the token to expire", EVENTUALLY, async || {
         (rig.get(&format!("/v1/tokens/{expiring_id}")).await["state"] == "expired").then_some(())
     })
     .await;
-    rig.denied("GET", "/v1/inventory/5", &expiring, 401, "expired").await;
+    rig.denied("GET", "/v1/inventory/5", Some(&expiring), 401, "expired").await;
     let expired = rig.wait_one("expired_token_use", Some(&expiring_id), |_| true).await;
     assert_eq!(str_of(&expired, "severity"), "medium", "{}", pretty(&expired));
     found.insert("expired_token_use".into(), expired);

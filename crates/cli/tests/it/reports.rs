@@ -21,10 +21,8 @@ use proto::EventView;
 use serde_json::{Value, json};
 
 use crate::testkit::{
-    EVENTUALLY, Http, Reply, TestServer, assert_problem, eventually, field_errors, gateway_config, json_body,
-    send_empty, send_json, token_id,
+    EVENTUALLY, GatewayRig, assert_problem, eventually, field_errors, json_body, send_empty, send_json, token_id,
 };
-use crate::upstream::Upstream;
 
 /// The route policy: orders (financial), inventory, patients (phi).
 const POLICY: &str = r#"
@@ -68,65 +66,20 @@ action = "read"
 sensitivity = ["phi"]
 "#;
 
-/// A server with the gateway in front of the recording test upstream.
-struct Rig {
-    s: TestServer,
-    _up: Upstream,
-    http: Http,
-    url: String,
+/// The shared gateway rig with this module's helpers.
+struct Rig(GatewayRig);
+
+impl std::ops::Deref for Rig {
+    type Target = GatewayRig;
+    fn deref(&self) -> &GatewayRig {
+        &self.0
+    }
 }
 
 impl Rig {
     /// Starts a server with [`POLICY`], the configuration changed by `tune`.
     async fn start(tune: impl FnOnce(&mut config::Config)) -> Rig {
-        let up = Upstream::start().await;
-        let root = tempfile::tempdir().expect("a temporary directory");
-        let mut config = gateway_config(root.path(), POLICY, &up.url());
-        tune(&mut config);
-        let s = TestServer::start_config(root, &config, None).await;
-        let url = s.gateway_url();
-        Rig { s, _up: up, http: Http::new(), url }
-    }
-
-    /// Issues a token; `more` adds fields to the request. Returns the token and its id.
-    async fn token(&self, name: &str, owner: &str, scopes: &[&str], more: Value) -> (String, String) {
-        let mut body = json!({ "name": name, "owner": owner, "scopes": scopes });
-        if let (Some(b), Some(m)) = (body.as_object_mut(), more.as_object()) {
-            b.extend(m.clone());
-        }
-        let resp = send_json(&self.s.client, Method::POST, "/v1/tokens", &body).await;
-        assert_eq!(resp.status.as_u16(), 201, "create {body}: {}", String::from_utf8_lossy(&resp.body));
-        let v = json_body(&resp);
-        (v["token"].as_str().expect("token").to_owned(), v["id"].as_str().expect("id").to_owned())
-    }
-
-    /// Sends a request through the gateway, with `Authorization: Bearer <token>` when given.
-    async fn call(&self, method: &str, path: &str, token: Option<&str>) -> Reply {
-        let auth = token.map(|t| format!("Bearer {t}"));
-        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
-        self.http.send(method, &format!("{}{path}", self.url), &headers, b"").await
-    }
-
-    /// A request the gateway must forward; returns its event id.
-    async fn allowed(&self, method: &str, path: &str, token: &str) -> String {
-        let r = self.call(method, path, Some(token)).await;
-        assert_eq!(r.status, 200, "{method} {path} was not forwarded: {}", r.text());
-        r.header("tokentrail-event-id").expect("Tokentrail-Event-Id").to_owned()
-    }
-
-    /// A request the gateway must deny with `status` and `reason`; returns its event id.
-    async fn denied(&self, method: &str, path: &str, token: Option<&str>, status: u16, reason: &str) -> String {
-        let r = self.call(method, path, token).await;
-        assert_eq!(r.status, status, "{method} {path}: {}", r.text());
-        assert_eq!(r.json()["reason"], reason, "{method} {path}: {}", r.text());
-        r.header("tokentrail-event-id").expect("Tokentrail-Event-Id").to_owned()
-    }
-
-    /// An admin GET that must answer 200 with JSON.
-    async fn get(&self, path: &str) -> Value {
-        let resp = send_empty(&self.s.client, Method::GET, path).await;
-        assert_eq!(resp.status.as_u16(), 200, "GET {path}: {}", String::from_utf8_lossy(&resp.body));
-        json_body(&resp)
+        Rig(GatewayRig::start(POLICY, |c, _| tune(c)).await)
     }
 
     /// An admin GET that must answer 200 with text.

@@ -542,3 +542,74 @@ impl ProcessServer {
         self.child.as_ref().expect("the server is running").id()
     }
 }
+
+/// A server with its gateway in front of the recording test upstream, and the requests the
+/// scenario tests make of it. Test modules wrap it to add their own helpers.
+pub(crate) struct GatewayRig {
+    pub(crate) s: TestServer,
+    _up: crate::upstream::Upstream,
+    pub(crate) http: Http,
+    pub(crate) url: String,
+}
+
+impl GatewayRig {
+    /// Starts a server with the route `policy`, its configuration changed by `tune` (which also
+    /// gets the test's temporary directory, e.g. for sink files).
+    pub(crate) async fn start(policy: &str, tune: impl FnOnce(&mut config::Config, &Path)) -> GatewayRig {
+        let up = crate::upstream::Upstream::start().await;
+        let root = tempfile::tempdir().expect("a temporary directory");
+        let mut config = gateway_config(root.path(), policy, &up.url());
+        tune(&mut config, root.path());
+        let s = TestServer::start_config(root, &config, None).await;
+        let url = s.gateway_url();
+        GatewayRig { s, _up: up, http: Http::new(), url }
+    }
+
+    /// Issues a token; `more` adds fields to the request. Returns the token and its id.
+    pub(crate) async fn token(&self, name: &str, owner: &str, scopes: &[&str], more: Value) -> (String, String) {
+        let mut body = serde_json::json!({ "name": name, "owner": owner, "scopes": scopes });
+        if let (Some(b), Some(m)) = (body.as_object_mut(), more.as_object()) {
+            b.extend(m.clone());
+        }
+        let resp = send_json(&self.s.client, Method::POST, "/v1/tokens", &body).await;
+        assert_eq!(resp.status.as_u16(), 201, "create {body}: {}", String::from_utf8_lossy(&resp.body));
+        let v = json_body(&resp);
+        (v["token"].as_str().expect("token").to_owned(), v["id"].as_str().expect("id").to_owned())
+    }
+
+    /// Sends a request through the gateway, with `Authorization: Bearer <token>` when given.
+    pub(crate) async fn call(&self, method: &str, path: &str, token: Option<&str>) -> Reply {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        self.http.send(method, &format!("{}{path}", self.url), &headers, b"").await
+    }
+
+    /// A request the gateway must forward; returns its event id.
+    pub(crate) async fn allowed(&self, method: &str, path: &str, token: &str) -> String {
+        let r = self.call(method, path, Some(token)).await;
+        assert_eq!(r.status, 200, "{method} {path} was not forwarded: {}", r.text());
+        r.header("tokentrail-event-id").expect("Tokentrail-Event-Id").to_owned()
+    }
+
+    /// A request the gateway must deny with `status` and `reason`; returns its event id.
+    pub(crate) async fn denied(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        status: u16,
+        reason: &str,
+    ) -> String {
+        let r = self.call(method, path, token).await;
+        assert_eq!(r.status, status, "{method} {path}: {}", r.text());
+        assert_eq!(r.json()["reason"], reason, "{method} {path}: {}", r.text());
+        r.header("tokentrail-event-id").expect("Tokentrail-Event-Id").to_owned()
+    }
+
+    /// An admin GET that must answer 200 with JSON.
+    pub(crate) async fn get(&self, path: &str) -> Value {
+        let resp = send_empty(&self.s.client, Method::GET, path).await;
+        assert_eq!(resp.status.as_u16(), 200, "GET {path}: {}", String::from_utf8_lossy(&resp.body));
+        json_body(&resp)
+    }
+}
