@@ -1109,7 +1109,7 @@ fn ingest_offline(args: &IngestArgs) -> anyhow::Result<()> {
         total.errors.extend(errors);
     }
     for (file, bad) in args.files.iter().zip(&bad) {
-        let mut new_id = || engine::random_id("ev_", 20).map_err(|e| e.to_string());
+        let mut new_id = || engine::event_id(engine.now()).map_err(|e| e.to_string());
         let mut append = |batch: Vec<ledger::event::Event>| {
             let mut batch = batch;
             engine.store().append(&mut batch).map_err(|e| e.to_string())
@@ -1189,9 +1189,10 @@ fn append_load(dir: &Path, writers: usize) -> anyhow::Result<()> {
             let (engine, out) = (engine.clone(), out.clone());
             std::thread::spawn(move || -> anyhow::Result<()> {
                 for i in 0u64.. {
+                    let now = engine.now();
                     let mut e = ledger::event::Event::new(
-                        engine::random_id("ev_", 20).map_err(|e| anyhow!("{e}"))?,
-                        engine.now(),
+                        engine::event_id(now).map_err(|e| anyhow!("{e}"))?,
+                        now,
                         ledger::event::Kind::Access,
                         "gateway",
                         token::Reason::Ok,

@@ -476,7 +476,7 @@ pub async fn ingest(
             return Ok(Ok(proto::IngestResult { ingested: 0, skipped: errors.len() as u64, errors }));
         }
         let mut open = || Ok(std::io::Cursor::new(body.clone()));
-        let mut new_id = || engine::random_id("ev_", 20).map_err(|e| e.to_string());
+        let mut new_id = || engine::event_id(engine.now()).map_err(|e| e.to_string());
         let recorder_engine = engine.clone();
         let mut append = |batch: Vec<ledger::event::Event>| {
             recorder_engine.record_batch_blocking(batch).map(|_| ()).map_err(|e| e.to_string())
