@@ -1025,8 +1025,7 @@ fn detect_offline(input: &Path, config_file: Option<&Path>, format: Format) -> a
         if line.trim().is_empty() {
             continue;
         }
-        let v: proto::IngestEvent =
-            serde_json::from_str(&line).map_err(|e| anyhow!("{}: line {}: {e}", input.display(), i + 1))?;
+        let v = server::ingest::parse_json(&line).map_err(|m| anyhow!("{}: line {}: {m}", input.display(), i + 1))?;
         recorded_seqs.push(v.seq);
         let (id, mut e) =
             server::views::ingest_event(v).map_err(|m| anyhow!("{}: line {}: {m}", input.display(), i + 1))?;
@@ -1072,7 +1071,8 @@ fn report_ingest(r: &proto::IngestResult, format: Format) -> anyhow::Result<()> 
 }
 
 fn invalid_lines(file: &Path, errors: &[proto::LineError], total: usize) -> anyhow::Error {
-    let mut msg = format!("{}: {total} bad lines; nothing was ingested (--skip-invalid skips them)", file.display());
+    let lines = if total == 1 { "line" } else { "lines" };
+    let mut msg = format!("{}: {total} bad {lines}; nothing was ingested (--skip-invalid skips them)", file.display());
     for e in errors.iter().take(20) {
         msg += &format!("\n  line {}: {}", e.line, e.message);
     }

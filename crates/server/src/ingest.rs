@@ -37,16 +37,21 @@ fn id_key(id: &str) -> [u8; 16] {
     k
 }
 
-fn parse(line: &str) -> Result<(Option<String>, Event), String> {
-    let v: proto::IngestEvent = serde_json::from_str(line).map_err(|e| {
-        // serde counts lines within this one line; the caller names the line.
+/// One NDJSON line as an event in the PRODUCT.md schema, unchecked; the error names the column
+/// (the caller names the line).
+pub fn parse_json(line: &str) -> Result<proto::IngestEvent, String> {
+    serde_json::from_str(line).map_err(|e| {
+        // serde counts lines within this one line.
         let text = e.to_string();
         match text.rsplit_once(" at line ") {
             Some((head, _)) => format!("{head} (column {})", e.column()),
             None => text,
         }
-    })?;
-    views::ingest_event(v)
+    })
+}
+
+fn parse(line: &str) -> Result<(Option<String>, Event), String> {
+    views::ingest_event(parse_json(line)?)
 }
 
 /// Checks every line; returns the bad ones (1-based numbers). `progress(lines)` is called now

@@ -501,7 +501,8 @@ pub async fn ingest(
                     .map(|l| proto::FieldError { field: format!("line {}", l.line), message: l.message.clone() })
                     .collect(),
             );
-            e.detail = Some(format!("{total} bad lines; nothing was written (pass skip_invalid=true to skip them)"));
+            let lines = if total == 1 { "line" } else { "lines" };
+            e.detail = Some(format!("{total} bad {lines}; nothing was written (pass skip_invalid=true to skip them)"));
             Err(e)
         }
         Err(crate::ingest::IngestFailure::Io(m)) => Err(ApiError::new(
