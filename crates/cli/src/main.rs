@@ -1065,7 +1065,12 @@ fn report_ingest(r: &proto::IngestResult, format: Format) -> anyhow::Result<()> 
             for e in &r.errors {
                 let _ = writeln!(std::io::stderr(), "skipped line {}: {}", e.line, e.message);
             }
-            print(&format!("ingested {} events ({} lines skipped)\n", r.ingested, r.skipped))
+            let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+            print(&format!(
+                "ingested {} ({} skipped)\n",
+                plural(r.ingested, "event", "events"),
+                plural(r.skipped, "line", "lines")
+            ))
         }
     }
 }
