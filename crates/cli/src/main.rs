@@ -930,9 +930,12 @@ async fn report(client: &Client, format: Format, cmd: ReportCmd) -> anyhow::Resu
             show_privilege(&r, format, true)
         }
         ReportCmd::Compliance { from, to, out } => {
+            // A table on a terminal is a summary; the report itself is a file (HTML by default).
+            let summary = format == Format::Table && out.is_none();
             let fmt = match format {
                 Format::Csv => "csv",
                 Format::Json | Format::Ndjson => "json",
+                Format::Table if summary => "json",
                 Format::Html | Format::Table => "html",
             };
             let q = query(&[("from", Some(from)), ("to", to), ("format", Some(fmt.to_owned()))]);
@@ -945,6 +948,10 @@ async fn report(client: &Client, format: Format, cmd: ReportCmd) -> anyhow::Resu
                     serde_json::from_slice(&resp.body).map_err(|_| anyhow!("the server answered {}", resp.status))?;
                 return Err(api(ClientError::Problem(resp.status, Box::new(p))));
             }
+            if summary {
+                let r: proto::ComplianceReport = serde_json::from_slice(&resp.body).context("the server's answer")?;
+                return print(&compliance_summary(&r));
+            }
             match out {
                 Some(path) => {
                     std::fs::write(&path, &resp.body).with_context(|| format!("cannot write {}", path.display()))?;
@@ -955,6 +962,29 @@ async fn report(client: &Client, format: Format, cmd: ReportCmd) -> anyhow::Resu
             }
         }
     }
+}
+
+/// The compliance report's headline for a terminal, and how to get the whole report.
+fn compliance_summary(r: &proto::ComplianceReport) -> String {
+    let t = &r.totals;
+    let i = &r.integrity;
+    let rows = [
+        ("period", format!("{} to {}", r.from, r.to)),
+        ("requests", format!("{} ({} allowed, {} denied)", t.requests, t.allowed, t.denied)),
+        ("tokens", t.tokens.to_string()),
+        (
+            "sensitive",
+            format!("{} requests, {} outside business hours", t.sensitive_requests, t.off_hours_sensitive_requests),
+        ),
+        ("findings", t.findings.to_string()),
+        ("admin changes", t.admin_changes.to_string()),
+        ("reviews", r.reviews.len().to_string()),
+        ("recommendations", r.least_privilege.recommendations.len().to_string()),
+        ("integrity", format!("{} ({})", if i.verified { "verified" } else { "NOT VERIFIED" }, i.verification)),
+    ];
+    let mut out: String = rows.iter().map(|(k, v)| format!("{k:<16} {v}\n")).collect();
+    out += "\nthe whole report: add --format html --out report.html (or --format json|csv)\n";
+    out
 }
 
 fn show_privilege(r: &proto::LeastPrivilegeReport, format: Format, review: bool) -> anyhow::Result<()> {

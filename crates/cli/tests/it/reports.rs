@@ -978,6 +978,15 @@ async fn the_compliance_report_carries_the_same_numbers_as_json_csv_and_html_and
         assert_eq!(got, want, "tokentrail report compliance --format {format}");
     }
 
+    // Without --format or --out, a terminal gets the headline numbers, not a page of HTML.
+    let summary = rig.s.cli(&["report", "compliance", "--from", &from_s, "--to", &to_s]).await;
+    summary.success();
+    let t = &r["totals"];
+    let want = format!("requests         {} ({} allowed, {} denied)\n", t["requests"], t["allowed"], t["denied"]);
+    assert!(summary.stdout.contains(&want), "{want:?} in {}", summary.stdout);
+    assert!(summary.stdout.contains("integrity        verified ("), "{}", summary.stdout);
+    assert!(!summary.stdout.contains('<'), "{}", summary.stdout);
+
     // Bad periods and formats: precise 400s.
     let bad = [
         ("to=2030-01-01", "from"),
