@@ -819,6 +819,9 @@ fn show_findings(findings: &[proto::FindingView], format: Format) -> anyhow::Res
         Format::Json | Format::Ndjson => print(&output::json(&findings)),
         Format::Csv => print(&output::csv(&FINDING_HEADERS, &finding_rows(findings))),
         Format::Table | Format::Html => {
+            if findings.is_empty() {
+                return print("no findings\n");
+            }
             // ID, type and severity are what one acts on; the summary is shown in full below each.
             let mut out = String::new();
             for f in findings {
@@ -1029,7 +1032,8 @@ fn show_privilege(r: &proto::LeastPrivilegeReport, format: Format, review: bool)
                     out += &format!("      $ {}\n", x.command);
                 }
                 if review && t.recommendations.is_empty() {
-                    out += &format!("    → fits its use; confirm with: tokentrail token confirm {}\n", t.token_id);
+                    let verdict = if t.used.is_empty() { "not used in the window yet" } else { "fits its use" };
+                    out += &format!("    → {verdict}; confirm with: tokentrail token confirm {}\n", t.token_id);
                 }
             }
             if out.is_empty() {

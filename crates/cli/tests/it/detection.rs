@@ -741,6 +741,7 @@ async fn offline_detect_over_the_export_finds_what_the_live_server_found() {
     assert_eq!(out.json(), json!([]));
     let out = detect(&["--input", &benign_input]).await;
     assert_eq!(out.code, 0, "nothing found is a success: {out:#?}");
+    assert_eq!(out.stdout, "no findings\n", "a table says so when there is nothing");
 
     // Bad input: a precise one-line error naming the file and the line, a non-zero exit, nothing
     // on stdout.
