@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
-use ledger::event::{Event, Kind};
+use ledger::event::{Event, Kind, Verdict};
 use token::{Pepper, Reason, Scope, TokenRecord, TokenState};
 
 use crate::{EventQuery, Order, Store, StoreError, TokenQuery};
@@ -519,6 +519,153 @@ pub(crate) fn sums_scope_use_per_token(store: &dyn Store) {
     assert_eq!(shown, expected_usage());
 }
 
+/// Events over five days with every dimension varying (a small linear congruential sequence),
+/// for comparing aggregates with the events they count.
+fn varied_trace(store: &dyn Store) {
+    let mut x: u64 = 7;
+    let mut next = |n: u64| {
+        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (x >> 33) % n
+    };
+    let mut events = Vec::new();
+    for i in 0..400u32 {
+        let reason =
+            [Reason::Ok, Reason::Ok, Reason::Ok, Reason::InsufficientScope, Reason::UnknownToken][next(5) as usize];
+        let tok = ["tokA", "tokB", "tokC", "tokD"][next(4) as usize];
+        let mut e = access_event(&format!("v{i:03}"), (reason != Reason::UnknownToken).then_some(tok), reason);
+        if reason == Reason::UnknownToken {
+            e.token_fingerprint = Some(format!("fp{}", next(3)));
+        }
+        // 2026-03-01T00:00Z plus up to five days, in seconds.
+        e.time =
+            t("2026-03-01T00:00:00Z").checked_add(jiff::SignedDuration::from_secs(next(5 * 86_400) as i64)).unwrap();
+        e.owner = [Some("alice"), Some("bob"), Some("carol"), None][next(4) as usize].map(str::to_owned);
+        e.source_ip = [
+            Some("10.1.2.3"),
+            Some("10.1.2.200"),
+            Some("10.9.0.1"),
+            Some("2001:db8:5::9"),
+            Some("2001:db8:7::1"),
+            None,
+        ][next(6) as usize]
+            .map(str::to_owned);
+        let route = next(3);
+        e.route = Some(["GET /v1/orders/{id}", "POST /v1/orders", "GET /v1/patients/{id}"][route as usize].to_owned());
+        e.resource = Some(["orders", "orders", "patients"][route as usize].to_owned());
+        e.action = Some(["read", "write", "read"][route as usize].to_owned());
+        e.sensitivity = match next(3) {
+            0 => Vec::new(),
+            1 => vec!["pii".to_owned()],
+            _ => vec!["phi".to_owned(), "pii".to_owned()],
+        };
+        e.bytes_out = (next(4) != 0).then(|| next(1000));
+        events.push(e);
+    }
+    store.append(&mut events).unwrap();
+}
+
+/// Every group of `stats`, recomputed from the events `list_events` returns for the same query.
+fn stats_from_events(
+    store: &dyn Store,
+    q: &EventQuery,
+    g: crate::GroupBy,
+) -> BTreeMap<String, (u64, u64, u64, u64, u64)> {
+    use crate::GroupBy as G;
+    let mut groups: BTreeMap<String, (u64, u64, u64, std::collections::BTreeSet<String>, u64)> = BTreeMap::new();
+    let mut page = EventQuery { order: Order::Asc, limit: 1000, ..q.clone() };
+    loop {
+        let got = store.list_events(&page).unwrap();
+        for e in &got.items {
+            let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+            let key = match g {
+                G::Token => dash(&e.token_id.clone().or_else(|| e.token_fingerprint.clone())),
+                G::Owner => dash(&e.owner),
+                G::Route => dash(&e.route),
+                G::Resource => dash(&e.resource),
+                G::Reason => e.reason.as_str().to_owned(),
+                G::Decision => e.decision.as_str().to_owned(),
+                G::SourceIp => dash(&e.source_ip),
+                G::Network => match e.source_ip.as_deref().map(|s| s.parse::<std::net::IpAddr>().unwrap()) {
+                    Some(std::net::IpAddr::V4(a)) => ipnet::Ipv4Net::new(a, 24).unwrap().trunc().to_string(),
+                    Some(std::net::IpAddr::V6(a)) => ipnet::Ipv6Net::new(a, 48).unwrap().trunc().to_string(),
+                    None => "-".to_owned(),
+                },
+                G::Hour => e.time.strftime("%Y-%m-%dT%H:00Z").to_string(),
+                G::Day => e.time.strftime("%Y-%m-%d").to_string(),
+            };
+            let cell = groups.entry(key).or_default();
+            cell.0 += 1;
+            cell.1 += u64::from(e.decision == Verdict::Allow);
+            cell.2 += u64::from(e.decision == Verdict::Deny);
+            if let Some(ip) = &e.source_ip {
+                cell.3.insert(ip.clone());
+            }
+            cell.4 += e.bytes_out.unwrap_or(0);
+        }
+        match got.next {
+            Some(n) => page.after = Some(n),
+            None => break,
+        }
+    }
+    groups.into_iter().map(|(k, (n, a, d, ips, b))| (k, (n, a, d, ips.len() as u64, b))).collect()
+}
+
+/// `stats` agrees with the events it counts for every grouping, filter and time window (whole
+/// days, partial days at either edge, less than a day, open ends), also after an erasure.
+pub(crate) fn aggregates_agree_with_the_events(store: &dyn Store) {
+    varied_trace(store);
+    aggregates_agree_with_the_events_so_far(store);
+    let mut ev = admin_event("erase1", "tokA");
+    assert!(store.erase(&crate::Erasure::Owner("carol".into()), &mut ev).unwrap() > 0);
+    let mut ev = admin_event("erase2", "tokA");
+    assert!(store.erase(&crate::Erasure::SourceIp("10.9.0.1".into()), &mut ev).unwrap() > 0);
+    aggregates_agree_with_the_events_so_far(store);
+}
+
+fn aggregates_agree_with_the_events_so_far(store: &dyn Store) {
+    use crate::GroupBy as G;
+    let windows: [(Option<&str>, Option<&str>); 6] = [
+        (None, None),
+        (Some("2026-03-02T00:00:00Z"), None),
+        (None, Some("2026-03-04T00:00:00Z")),
+        (Some("2026-03-01T13:17:00Z"), Some("2026-03-04T05:00:00Z")),
+        (Some("2026-03-02T10:00:00Z"), Some("2026-03-02T20:00:00Z")),
+        (Some("2026-03-02T10:00:00Z"), Some("2026-03-03T20:00:00Z")),
+    ];
+    let filters: [&dyn Fn(&mut EventQuery); 8] = [
+        &|_| {},
+        &|q| q.token_id = Some("tokB".into()),
+        &|q| q.owner = Some("carol".into()),
+        &|q| q.source_ip = Some("10.0.0.0/8".parse().unwrap()),
+        &|q| q.source_ip = Some("::/0".parse().unwrap()),
+        &|q| q.sensitivity = Some("phi".into()),
+        &|q| q.reason = Some(Reason::InsufficientScope),
+        &|q| {
+            q.decision = Some(Verdict::Allow);
+            q.route = Some("GET /v1/patients/{id}".into());
+        },
+    ];
+    let groups =
+        [G::Token, G::Owner, G::Route, G::Resource, G::Reason, G::Decision, G::SourceIp, G::Network, G::Hour, G::Day];
+    {
+        for (since, until) in windows {
+            for (fi, f) in filters.iter().enumerate() {
+                let mut q = EventQuery { since: since.map(t), until: until.map(t), ..Default::default() };
+                f(&mut q);
+                for g in groups {
+                    let got: BTreeMap<String, (u64, u64, u64, u64, u64)> = store
+                        .stats(&q, g, 1000)
+                        .unwrap()
+                        .into_iter()
+                        .map(|r| (r.key, (r.count, r.allowed, r.denied, r.distinct_ips, r.bytes)))
+                        .collect();
+                    assert_eq!(got, stats_from_events(store, &q, g), "{since:?}..{until:?}, filter {fi}, {g:?}");
+                }
+            }
+        }
+    }
+}
+
 fn expected_usage() -> Vec<String> {
     // From `trace`: allowed events are i = 4, 5, 8, 9 after 10:30 (i >= 2): tokA has i = 4 and 8,
     // tokB has 5 and 9; each access event requires orders:write (set by access_event).
@@ -584,6 +731,11 @@ macro_rules! suite {
             $crate::conformance::aggregates_events(&store);
         }
         #[test]
+        fn aggregates_agree_with_the_events() {
+            let (_guard, store) = $make;
+            $crate::conformance::aggregates_agree_with_the_events(&store);
+        }
+        #[test]
         fn keeps_findings_and_their_status() {
             let (_guard, store) = $make;
             $crate::conformance::keeps_findings_and_their_status(&store);
@@ -622,6 +774,32 @@ mod sqlite {
         assert!(upd.unwrap_err().to_string().contains("append-only"));
         let del = conn.execute("DELETE FROM events", []);
         assert!(del.unwrap_err().to_string().contains("append-only"));
+    }
+
+    #[test]
+    fn a_store_from_before_the_rollup_gets_one_on_opening() {
+        // A database of schema version 4 (no rollup) with events in it: opening migrates and
+        // counts every stored event into the rollup, so stats agree with the events.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let all = |store: &SqliteStore| {
+            [crate::GroupBy::Token, crate::GroupBy::Network, crate::GroupBy::Day]
+                .map(|g| store.stats(&crate::EventQuery::default(), g, 1000).unwrap())
+        };
+        let before = {
+            let store = SqliteStore::open(&path).unwrap();
+            super::varied_trace(&store);
+            all(&store)
+        };
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP TABLE event_rollup; DELETE FROM meta WHERE key = 'rollup_size'; PRAGMA user_version = 4;",
+        )
+        .unwrap();
+        drop(conn);
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(all(&store), before);
+        super::aggregates_agree_with_the_events_so_far(&store);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use token::{Reason, Scope, TokenRecord, TokenState};
 
 mod codec;
 pub mod fault;
+mod rollup;
 pub mod sqlite;
 
 #[cfg(test)]

@@ -190,6 +190,7 @@ DROP INDEX events_reason;
 CREATE INDEX events_reason ON events(reason, seq) WHERE reason <> 'ok';
 DROP INDEX event_personal_ip;
 "#,
+    crate::rollup::SCHEMA,
 ];
 
 const READERS: usize = 4;
@@ -201,7 +202,7 @@ pub struct SqliteStore {
     readers: Mutex<Vec<Connection>>,
 }
 
-fn classify(e: rusqlite::Error) -> StoreError {
+pub(crate) fn classify(e: rusqlite::Error) -> StoreError {
     match &e {
         rusqlite::Error::SqliteFailure(f, _) => match f.code {
             ErrorCode::DiskFull
@@ -258,10 +259,11 @@ impl SqliteStore {
     }
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     pub fn open(path: &Path) -> Result<SqliteStore> {
-        let conn = Connection::open(path).map_err(classify)?;
+        let mut conn = Connection::open(path).map_err(classify)?;
         restrict_permissions(path);
         configure(&conn)?;
         migrate(&conn)?;
+        crate::rollup::catch_up(&mut conn, &mut |_, _| {})?;
         Ok(SqliteStore {
             path: path.to_owned(),
             writer: Mutex::new(Writer { conn, frontier: None }),
@@ -519,7 +521,7 @@ const PERSONAL_INSERT: &str = "INSERT INTO event_personal (seq, salt, owner, sou
     details, ip_bin) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 
 /// An address as 16 bytes, IPv4 mapped into IPv6, so that networks are byte ranges.
-fn ip_bytes(ip: std::net::IpAddr) -> [u8; 16] {
+pub(crate) fn ip_bytes(ip: std::net::IpAddr) -> [u8; 16] {
     match ip.to_canonical() {
         std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
         std::net::IpAddr::V6(v6) => v6.octets(),
@@ -727,11 +729,22 @@ fn append_in(tx: &Transaction<'_>, frontier: &mut Option<Frontier>, events: &mut
         }
         e.seq = Some(seq as u64);
     }
+    let mut tally = crate::rollup::Tally::default();
+    for e in events.iter() {
+        tally.add_event(e);
+    }
+    tally.flush(tx)?;
+    crate::rollup::set_covered(tx, next + events.len() as i64)?;
     Ok(())
 }
 
 /// The `AND …` conditions of an event query's filters (not its cursor), binding into `args`.
 fn filter_sql(q: &EventQuery, args: &mut Vec<SqlValue>) -> String {
+    filter_sql_on(q, args, "p")
+}
+
+/// [`filter_sql`] with the personal columns (owner, addresses) taken from table alias `personal`.
+fn filter_sql_on(q: &EventQuery, args: &mut Vec<SqlValue>, personal: &str) -> String {
     let mut sql = String::new();
     let mut eq = |col: &str, v: Option<String>, args: &mut Vec<SqlValue>| {
         if let Some(v) = v {
@@ -745,7 +758,7 @@ fn filter_sql(q: &EventQuery, args: &mut Vec<SqlValue>) -> String {
     eq("e.source", q.source.clone(), args);
     eq("e.decision", q.decision.map(|d| d.as_str().to_owned()), args);
     eq("e.token_fingerprint", q.token_fingerprint.clone(), args);
-    eq("p.owner", q.owner.clone(), args);
+    eq(&format!("{personal}.owner"), q.owner.clone(), args);
     eq("e.route", q.route.clone(), args);
     eq("e.resource", q.resource.clone(), args);
     eq("e.action", q.action.clone(), args);
@@ -767,11 +780,11 @@ fn filter_sql(q: &EventQuery, args: &mut Vec<SqlValue>) -> String {
         let (lo, hi) = net_range(net);
         args.push(SqlValue::Blob(lo.to_vec()));
         args.push(SqlValue::Blob(hi.to_vec()));
-        sql += &format!(" AND p.ip_bin BETWEEN ?{} AND ?{}", args.len() - 1, args.len());
+        sql += &format!(" AND {personal}.ip_bin BETWEEN ?{} AND ?{}", args.len() - 1, args.len());
         // IPv4 addresses are stored mapped into ::ffff:0:0/96; an IPv6 network that spans that
         // range (::/0, ::/8, …) means IPv6 addresses only.
         if matches!(net, ipnet::IpNet::V6(_)) {
-            sql += " AND substr(p.ip_bin, 1, 12) <> x'00000000000000000000FFFF'";
+            sql += &format!(" AND substr({personal}.ip_bin, 1, 12) <> x'00000000000000000000FFFF'");
         }
     }
     if let Some(since) = q.since {
@@ -1152,34 +1165,82 @@ impl Store for SqliteStore {
 
     fn stats(&self, q: &EventQuery, group_by: crate::GroupBy, limit: u32) -> Result<Vec<crate::StatRow>> {
         use crate::GroupBy as G;
-        let key = match group_by {
-            G::Token => "COALESCE(e.token_id, e.token_fingerprint)",
-            G::Owner => "p.owner",
-            G::Route => "e.route",
-            G::Resource => "e.resource",
-            G::Reason => "e.reason",
-            G::Decision => "e.decision",
-            G::SourceIp => "p.source_ip",
-            G::Network => {
-                "CASE WHEN p.ip_bin IS NULL THEN NULL \
-                 WHEN substr(p.ip_bin, 1, 12) = x'00000000000000000000FFFF' THEN hex(substr(p.ip_bin, 1, 15)) \
-                 ELSE hex(substr(p.ip_bin, 1, 6)) END"
-            }
-            G::Hour => "(e.time_us / 3600000000)",
-            G::Day => "(e.time_us / 86400000000)",
+        use crate::rollup::DAY_US;
+        // The group key over columns of `e` (the event, or the rollup cell) and `p` (its
+        // personal values; the rollup cell itself).
+        let key = |p: &str| match group_by {
+            G::Token => "COALESCE(e.token_id, e.token_fingerprint)".to_owned(),
+            G::Owner => format!("{p}.owner"),
+            G::Route => "e.route".to_owned(),
+            G::Resource => "e.resource".to_owned(),
+            G::Reason => "e.reason".to_owned(),
+            G::Decision => "e.decision".to_owned(),
+            G::SourceIp => format!("{p}.source_ip"),
+            G::Network => format!(
+                "CASE WHEN {p}.ip_bin IS NULL THEN NULL \
+                 WHEN substr({p}.ip_bin, 1, 12) = x'00000000000000000000FFFF' THEN hex(substr({p}.ip_bin, 1, 15)) \
+                 ELSE hex(substr({p}.ip_bin, 1, 6)) END"
+            ),
+            G::Hour => "(e.time_us / 3600000000)".to_owned(),
+            G::Day => "(e.time_us / 86400000000)".to_owned(),
         };
         let order = match group_by {
             G::Hour | G::Day => "k ASC",
             _ => "n DESC, k ASC",
         };
+        // Whole UTC days come from the daily rollup; the partial days at the window's edges,
+        // and grouping by hour, from the events.
+        let untimed = EventQuery { since: None, until: None, ..q.clone() };
+        let since = q.since.map(codec::micros);
+        let until = q.until.map(codec::micros);
+        let first_day = since.map_or(i64::MIN, |s| s.div_euclid(DAY_US) + i64::from(s.rem_euclid(DAY_US) != 0));
+        let end_day = until.map_or(i64::MAX, |u| u.div_euclid(DAY_US));
+        let whole_days = group_by != G::Hour && first_day < end_day;
         let mut args: Vec<SqlValue> = Vec::new();
-        let filters = filter_sql(q, &mut args);
+        let mut parts: Vec<String> = Vec::new();
+        let mut raw = |lo: Option<i64>, hi: Option<i64>, args: &mut Vec<SqlValue>| {
+            let mut sql = format!(
+                "SELECT {} AS k, p.source_ip AS ip, 1 AS n, e.decision = 'allow' AS a, e.decision = 'deny' AS d, \
+                 COALESCE(e.bytes_out, 0) AS b FROM events e LEFT JOIN event_personal p ON p.seq = e.seq WHERE 1 = 1",
+                key("p")
+            );
+            for (bound, op) in [(lo, ">="), (hi, "<")] {
+                if let Some(v) = bound {
+                    args.push(SqlValue::Integer(v));
+                    sql += &format!(" AND e.time_us {op} ?{}", args.len());
+                }
+            }
+            sql += &filter_sql(&untimed, args);
+            parts.push(sql);
+        };
+        if whole_days {
+            if let Some(s) = since.filter(|s| s.rem_euclid(DAY_US) != 0) {
+                raw(Some(s), Some(first_day * DAY_US), &mut args);
+            }
+            if let Some(u) = until.filter(|u| u.rem_euclid(DAY_US) != 0) {
+                raw(Some(end_day * DAY_US), Some(u), &mut args);
+            }
+            let mut sql = format!(
+                "SELECT {} AS k, e.source_ip AS ip, e.n AS n, CASE WHEN e.decision = 'allow' THEN e.n ELSE 0 END AS a, \
+                 CASE WHEN e.decision = 'deny' THEN e.n ELSE 0 END AS d, e.bytes AS b FROM event_rollup e WHERE 1 = 1",
+                key("e").replace("(e.time_us / 86400000000)", "e.day")
+            );
+            for (bound, op) in [(since.map(|_| first_day), ">="), (until.map(|_| end_day), "<")] {
+                if let Some(v) = bound {
+                    args.push(SqlValue::Integer(v));
+                    sql += &format!(" AND e.day {op} ?{}", args.len());
+                }
+            }
+            sql += &filter_sql_on(&untimed, &mut args, "e");
+            parts.push(sql);
+        } else {
+            raw(since, until, &mut args);
+        }
         args.push(SqlValue::Integer(i64::from(limit.max(1))));
         let sql = format!(
-            "SELECT {key} AS k, COUNT(*) AS n, SUM(e.decision = 'allow'), SUM(e.decision = 'deny'), \
-             COUNT(DISTINCT p.source_ip), COALESCE(SUM(e.bytes_out), 0) \
-             FROM events e LEFT JOIN event_personal p ON p.seq = e.seq WHERE 1 = 1{filters} \
+            "SELECT k, SUM(n) AS n, SUM(a), SUM(d), COUNT(DISTINCT ip), SUM(b) FROM ({}) \
              GROUP BY k ORDER BY {order} LIMIT ?{}",
+            parts.join(" UNION ALL "),
             args.len()
         );
         self.read(|c| {
@@ -1291,14 +1352,12 @@ impl Store for SqliteStore {
             crate::Erasure::SourceIp(ip) => ("source_ip", ip),
         };
         let n = self.write_log(|tx, frontier| {
-            let n = tx
-                .execute(
-                    &format!(
-                        "DELETE FROM event_personal WHERE {column} = ?1 OR instr(details, ?1) > 0 OR instr(explanation, ?1) > 0"
-                    ),
-                    [value],
-                )
-                .map_err(classify)?;
+            let condition = format!("{column} = ?1 OR instr(details, ?1) > 0 OR instr(explanation, ?1) > 0");
+            // The rollup counts by owner and address too: the cells of the erased events are
+            // recomputed once their personal values are gone.
+            let cells = crate::rollup::cells_of(tx, &condition, value)?;
+            let n = tx.execute(&format!("DELETE FROM event_personal WHERE {condition}"), [value]).map_err(classify)?;
+            crate::rollup::recompute(tx, &cells)?;
             if column == "owner" {
                 tx.execute("UPDATE tokens SET owner = 'erased' WHERE owner = ?1", [value]).map_err(classify)?;
             }
