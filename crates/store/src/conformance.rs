@@ -385,6 +385,12 @@ pub(crate) fn filters_events_by_every_field(store: &dyn Store) {
     assert_eq!(paged("10.1.2.200/32", Order::Desc), "t10 t07 t04 t01");
     assert_eq!(paged("::/0", Order::Asc), "t02 t05 t08 t11");
     assert_eq!(paged("192.0.2.0/24", Order::Asc), "");
+    // Narrower than a /24, wider than a /24, inside one IPv6 /48 and wider than one.
+    assert_eq!(paged("10.1.2.192/26", Order::Desc), "t10 t07 t04 t01");
+    assert_eq!(paged("10.1.0.0/16", Order::Asc), "t00 t01 t03 t04 t06 t07 t09 t10");
+    assert_eq!(paged("2001:db8:5::/48", Order::Desc), "t11 t08 t05 t02");
+    assert_eq!(paged("2001:db8:5:1::/64", Order::Desc), "");
+    assert_eq!(paged("2001:db8::/32", Order::Asc), "t02 t05 t08 t11");
     assert_eq!(ids(&|q| q.route = Some("POST /v1/orders".into())), "t06 t07 t08 t09 t10 t11");
     assert_eq!(ids(&|q| q.action = Some("read".into())), "t00 t01 t02 t03 t04 t05");
     assert_eq!(ids(&|q| q.sensitivity = Some("financial".into())), "t00 t03 t06 t09");
@@ -777,8 +783,8 @@ mod sqlite {
     }
 
     #[test]
-    fn a_store_from_before_the_rollup_gets_one_on_opening() {
-        // A database of schema version 4 (no rollup) with events in it: opening migrates and
+    fn a_store_of_schema_4_is_migrated_and_gets_a_rollup_on_opening() {
+        // A database of schema version 4 (no rollup, the index of whole addresses) with events in it: opening migrates and
         // counts every stored event into the rollup, so stats agree with the events.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
@@ -793,7 +799,9 @@ mod sqlite {
         };
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
-            "DROP TABLE event_rollup; DELETE FROM meta WHERE key = 'rollup_size'; PRAGMA user_version = 4;",
+            "DROP TABLE event_rollup; DELETE FROM meta WHERE key = 'rollup_size'; DROP INDEX event_personal_net; \
+             CREATE INDEX event_personal_ip_bin ON event_personal(ip_bin) WHERE ip_bin IS NOT NULL; \
+             PRAGMA user_version = 4;",
         )
         .unwrap();
         drop(conn);

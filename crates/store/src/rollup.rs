@@ -272,11 +272,7 @@ pub(crate) type Cell = (i64, Option<String>, Option<String>);
 
 /// The (day, token id, fingerprint) cells of the events `WHERE {condition}` over `event_personal
 /// p` joined to `events e`: what an erasure must recompute.
-pub(crate) fn cells_of(
-    tx: &Transaction<'_>,
-    condition: &str,
-    value: &str,
-) -> Result<Vec<Cell>> {
+pub(crate) fn cells_of(tx: &Transaction<'_>, condition: &str, value: &str) -> Result<Vec<Cell>> {
     let mut stmt = tx
         .prepare(&format!(
             "SELECT DISTINCT e.time_us / {DAY_US} - (e.time_us % {DAY_US} < 0), e.token_id, e.token_fingerprint \

@@ -191,7 +191,33 @@ CREATE INDEX events_reason ON events(reason, seq) WHERE reason <> 'ok';
 DROP INDEX event_personal_ip;
 "#,
     crate::rollup::SCHEMA,
+    r#"
+-- Addresses are found by network: an index of each address's IPv4 /24 or IPv6 /48 (then by
+-- position, as every index ends in the rowid) gives a network's events newest first without a
+-- sort, and narrower or wider networks are a range of it. It replaces the index of whole addresses.
+CREATE INDEX event_personal_net ON event_personal(
+    CASE WHEN substr(ip_bin, 1, 12) = x'00000000000000000000FFFF' THEN substr(ip_bin, 1, 15) ELSE substr(ip_bin, 1, 6) END
+) WHERE ip_bin IS NOT NULL;
+DROP INDEX event_personal_ip_bin;
+"#,
 ];
+
+/// The network of `p.ip_bin` as `event_personal_net` indexes it (the same expression, so the
+/// planner matches them): the 15 bytes of an IPv4 /24 in its mapped form, or an IPv6 /48.
+const NET_OF_P: &str = "CASE WHEN substr(p.ip_bin, 1, 12) = x'00000000000000000000FFFF' THEN substr(p.ip_bin, 1, 15) \
+    ELSE substr(p.ip_bin, 1, 6) END";
+
+/// The indexed network key of an address given as 16 bytes (see [`NET_OF_P`]).
+fn net_key_of(ip: &[u8; 16]) -> Vec<u8> {
+    if ip[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF] { ip[..15].to_vec() } else { ip[..6].to_vec() }
+}
+
+/// The first and last indexed network key a network's addresses fall in; equal when the
+/// network lies inside one /24 or /48.
+fn net_keys(net: &ipnet::IpNet) -> (Vec<u8>, Vec<u8>) {
+    let (lo, hi) = net_range(net);
+    (net_key_of(&lo), net_key_of(&hi))
+}
 
 const READERS: usize = 4;
 
@@ -243,14 +269,18 @@ impl SqliteStore {
     /// faster by walking the log than through the address index (see `list_events`).
     fn network_is_common(&self, net: &ipnet::IpNet, limit: u32) -> Result<bool> {
         let (lo, hi) = net_range(net);
+        let (key_lo, key_hi) = net_keys(net);
         self.read(|c| {
             let size: i64 =
                 c.query_row("SELECT COALESCE(MAX(seq) + 1, 0) FROM events", [], |r| r.get(0)).map_err(classify)?;
             let threshold = ((f64::from(limit.max(1)) + 1.0) * size as f64).sqrt().ceil() as i64;
             let matches: i64 = c
                 .query_row(
-                    "SELECT COUNT(*) FROM (SELECT 1 FROM event_personal WHERE ip_bin BETWEEN ?1 AND ?2 LIMIT ?3)",
-                    params![lo.to_vec(), hi.to_vec(), threshold],
+                    &format!(
+                        "SELECT COUNT(*) FROM (SELECT 1 FROM event_personal p WHERE p.ip_bin IS NOT NULL \
+                         AND {NET_OF_P} BETWEEN ?1 AND ?2 AND p.ip_bin BETWEEN ?3 AND ?4 LIMIT ?5)"
+                    ),
+                    params![key_lo, key_hi, lo.to_vec(), hi.to_vec(), threshold],
                     |r| r.get(0),
                 )
                 .map_err(classify)?;
@@ -1069,7 +1099,35 @@ impl Store for SqliteStore {
     fn list_events(&self, q: &EventQuery) -> Result<Page<Event>> {
         let mut args: Vec<SqlValue> = Vec::new();
         let mut sql = format!("SELECT {EVENT_SELECT} WHERE 1 = 1{}", filter_sql(q, &mut args));
-        if let Some(net) = q.source_ip.as_ref().filter(|_| !q.by_time)
+        // The position to order by: the event's, or its personal row's (the same number) when
+        // the network index leads.
+        let mut seq = "e.seq";
+        let net = q.source_ip.as_ref().map(|net| (net, net_keys(net)));
+        if let Some((_, (key_lo, key_hi))) = &net {
+            sql += " AND p.ip_bin IS NOT NULL";
+            if key_lo == key_hi {
+                args.push(SqlValue::Blob(key_lo.clone()));
+                sql += &format!(" AND {NET_OF_P} = ?{}", args.len());
+            } else {
+                args.push(SqlValue::Blob(key_lo.clone()));
+                args.push(SqlValue::Blob(key_hi.clone()));
+                sql += &format!(" AND {NET_OF_P} BETWEEN ?{} AND ?{}", args.len() - 1, args.len());
+            }
+        }
+        if let Some((_, (key_lo, key_hi))) = &net
+            && key_lo == key_hi
+            && !q.by_time
+        {
+            // A network inside one /24 or /48: its index entries are in position order, so a
+            // page is read from them directly, newest (or oldest) first.
+            sql = sql.replacen(
+                "FROM events e LEFT JOIN event_personal p ON p.seq = e.seq",
+                "FROM event_personal p CROSS JOIN events e ON e.seq = p.seq",
+                1,
+            );
+            seq = "p.seq";
+        } else if let Some((net, _)) = &net
+            && !q.by_time
             && self.network_is_common(net, q.limit)?
         {
             // Walking the log in order and checking each event's address reads about
@@ -1088,14 +1146,14 @@ impl Store for SqliteStore {
         };
         if let Some(after) = q.after {
             args.push(SqlValue::Integer(after));
-            sql += &format!(" AND e.seq {cmp} ?{}", args.len());
+            sql += &format!(" AND {seq} {cmp} ?{}", args.len());
         }
         let limit = i64::from(q.limit.max(1));
         args.push(SqlValue::Integer(limit + 1));
         if q.by_time {
             sql += &format!(" ORDER BY e.time_us {dir}, e.seq {dir} LIMIT ?{}", args.len());
         } else {
-            sql += &format!(" ORDER BY e.seq {dir} LIMIT ?{}", args.len());
+            sql += &format!(" ORDER BY {seq} {dir} LIMIT ?{}", args.len());
         }
         self.read(|c| {
             let mut stmt = c.prepare(&sql).map_err(classify)?;
