@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use ipnet::IpNet;
 use jiff::Timestamp;
-use serde_json::Value;
 use token::{RateLimit, Scope};
 
 use crate::{Result, StoreError};
@@ -27,40 +26,38 @@ pub(crate) fn opt_time(us: Option<i64>) -> Result<Option<Timestamp>> {
     us.map(time).transpose()
 }
 
+// Lists and maps go straight between Rust and JSON text, without a `serde_json::Value` in
+// between; the empty ones, most events' values, skip serde altogether.
+
 pub(crate) fn strings_to_json<S: AsRef<str>>(items: &[S]) -> String {
-    Value::Array(items.iter().map(|s| Value::String(s.as_ref().to_owned())).collect()).to_string()
+    if items.is_empty() {
+        return "[]".to_owned();
+    }
+    let items: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
+    serde_json::to_string(&items).unwrap_or_else(|_| "[]".to_owned())
 }
 
 pub(crate) fn json_to_strings(text: &str) -> Result<Vec<String>> {
-    let corrupt = || StoreError::Corrupt(format!("expected a JSON array of strings, found {text:?}"));
-    match serde_json::from_str::<Value>(text).map_err(|_| corrupt())? {
-        Value::Array(items) => items
-            .into_iter()
-            .map(|v| match v {
-                Value::String(s) => Ok(s),
-                _ => Err(corrupt()),
-            })
-            .collect(),
-        _ => Err(corrupt()),
+    if text == "[]" {
+        return Ok(Vec::new());
     }
+    serde_json::from_str(text)
+        .map_err(|_| StoreError::Corrupt(format!("expected a JSON array of strings, found {text:?}")))
 }
 
 pub(crate) fn map_to_json(map: &BTreeMap<String, String>) -> String {
-    Value::Object(map.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect()).to_string()
+    if map.is_empty() {
+        return "{}".to_owned();
+    }
+    serde_json::to_string(map).unwrap_or_else(|_| "{}".to_owned())
 }
 
 pub(crate) fn json_to_map(text: &str) -> Result<BTreeMap<String, String>> {
-    let corrupt = || StoreError::Corrupt(format!("expected a JSON object of strings, found {text:?}"));
-    match serde_json::from_str::<Value>(text).map_err(|_| corrupt())? {
-        Value::Object(items) => items
-            .into_iter()
-            .map(|(k, v)| match v {
-                Value::String(s) => Ok((k, s)),
-                _ => Err(corrupt()),
-            })
-            .collect(),
-        _ => Err(corrupt()),
+    if text == "{}" {
+        return Ok(BTreeMap::new());
     }
+    serde_json::from_str(text)
+        .map_err(|_| StoreError::Corrupt(format!("expected a JSON object of strings, found {text:?}")))
 }
 
 pub(crate) fn scopes(text: &str) -> Result<Vec<Scope>> {
@@ -94,6 +91,10 @@ mod tests {
         let m: BTreeMap<String, String> = [("k".to_owned(), "v\n".to_owned())].into();
         assert_eq!(json_to_map(&map_to_json(&m)).unwrap(), m);
         assert!(json_to_strings("{}").is_err());
+        assert!(json_to_strings("[1]").is_err());
         assert!(json_to_map("[1]").is_err());
+        assert!(json_to_map(r#"{"k": 1}"#).is_err());
+        assert_eq!(strings_to_json::<String>(&[]), "[]");
+        assert_eq!(map_to_json(&BTreeMap::new()), "{}");
     }
 }
