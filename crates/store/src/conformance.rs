@@ -799,7 +799,7 @@ mod sqlite {
         };
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
-            "DROP TABLE event_rollup; DELETE FROM meta WHERE key = 'rollup_size'; DROP INDEX event_personal_net; \
+            "DROP TABLE event_rollup; DROP TABLE rollup_dims; DELETE FROM meta WHERE key = 'rollup_size'; DROP INDEX event_personal_net; \
              CREATE INDEX event_personal_ip_bin ON event_personal(ip_bin) WHERE ip_bin IS NOT NULL; \
              PRAGMA user_version = 4;",
         )

@@ -1,6 +1,6 @@
 //! Daily counts of events by every dimension a query can filter or group on, kept beside the log
-//! so that `stats` over whole days reads one row per distinct (day, dimensions) instead of one
-//! per event. Derived from the log and rebuilt from it: appends add to it in their transaction,
+//! so that `stats` over whole days reads one narrow row per (combination of dimensions, day) and
+//! each combination once, instead of one row per event. Derived from the log and rebuilt from it: appends add to it in their transaction,
 //! erasure recomputes the (day, token) cells it touched, and opening a store catches it up with
 //! any events it does not cover yet (the `rollup_size` meta key).
 
@@ -20,14 +20,13 @@ pub(crate) const DAY_US: i64 = 86_400_000_000;
 /// Events per transaction when catching up.
 const CATCH_UP_CHUNK: i64 = 50_000;
 
-/// The rollup's table (migration 5).
+/// The rollup's tables (migration 5).
 pub(crate) const SCHEMA: &str = r#"
--- Daily counts per distinct combination of the dimensions `stats` filters and groups on
--- (source_ip and owner included, so erasure recomputes the cells it touches). `dim` is a hash
--- of the dimensions. Derived from the log: `rollup_size` in meta says how many events it covers.
-CREATE TABLE event_rollup (
-    day               INTEGER NOT NULL,
-    dim               BLOB NOT NULL,
+-- Every distinct combination of the dimensions `stats` filters and groups on (source_ip and
+-- owner included, so erasure recomputes the cells it touches), once; `hash` identifies it.
+CREATE TABLE rollup_dims (
+    id                INTEGER PRIMARY KEY,
+    hash              BLOB NOT NULL UNIQUE,
     kind              TEXT NOT NULL,
     source            TEXT NOT NULL,
     token_id          TEXT,
@@ -42,12 +41,19 @@ CREATE TABLE event_rollup (
     decision          TEXT NOT NULL,
     reason            TEXT NOT NULL,
     source_ip         TEXT,
-    ip_bin            BLOB,
-    n                 INTEGER NOT NULL,
-    bytes             INTEGER NOT NULL,
-    PRIMARY KEY (day, dim)
+    ip_bin            BLOB
+);
+CREATE INDEX rollup_dims_token ON rollup_dims(token_id);
+-- Events and response bytes per combination and UTC day: narrow rows, clustered by
+-- combination, so summing a window reads each combination's days together. Derived from the
+-- log: `rollup_size` in meta says how many events it covers.
+CREATE TABLE event_rollup (
+    dim   INTEGER NOT NULL,
+    day   INTEGER NOT NULL,
+    n     INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    PRIMARY KEY (dim, day)
 ) WITHOUT ROWID;
-CREATE INDEX event_rollup_token ON event_rollup(token_id, day) WHERE token_id IS NOT NULL;
 "#;
 
 /// The dimensions of one rollup cell, borrowed from events where possible.
@@ -139,44 +145,65 @@ impl<'a> Tally<'a> {
         self.add(codec::micros(e.time), Dims::of(e), e.bytes_out);
     }
 
-    /// Adds the counts to the table inside `tx`.
+    /// Adds the counts to the tables inside `tx`.
     pub(crate) fn flush(self, tx: &Connection) -> Result<()> {
-        let mut stmt = tx
+        let c = crate::sqlite::classify;
+        let mut find = tx.prepare_cached("SELECT id FROM rollup_dims WHERE hash = ?1").map_err(c)?;
+        let mut insert = tx
             .prepare_cached(
-                "INSERT INTO event_rollup (day, dim, kind, source, token_id, token_fingerprint, owner, route, resource, \
-                 action, operation, target, sensitivity, decision, reason, source_ip, ip_bin, n, bytes) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) \
-                 ON CONFLICT (day, dim) DO UPDATE SET n = n + excluded.n, bytes = bytes + excluded.bytes",
+                "INSERT INTO rollup_dims (hash, kind, source, token_id, token_fingerprint, owner, route, resource, \
+                 action, operation, target, sensitivity, decision, reason, source_ip, ip_bin) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )
-            .map_err(crate::sqlite::classify)?;
-        for ((day, d), (n, bytes)) in self.cells {
-            let ip_bin = d
-                .source_ip
-                .as_deref()
-                .and_then(|s| s.parse::<std::net::IpAddr>().ok())
-                .map(|ip| crate::sqlite::ip_bytes(ip).to_vec());
-            stmt.execute(params![
-                day,
-                d.hash().as_slice(),
-                d.kind,
-                d.source,
-                d.token_id,
-                d.token_fingerprint,
-                d.owner,
-                d.route,
-                d.resource,
-                d.action,
-                d.operation,
-                d.target,
-                d.sensitivity,
-                d.decision,
-                d.reason,
-                d.source_ip,
-                ip_bin,
-                n,
-                bytes,
-            ])
-            .map_err(crate::sqlite::classify)?;
+            .map_err(c)?;
+        let mut add = tx
+            .prepare_cached(
+                "INSERT INTO event_rollup (dim, day, n, bytes) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (dim, day) DO UPDATE SET n = n + excluded.n, bytes = bytes + excluded.bytes",
+            )
+            .map_err(c)?;
+        let mut ids: HashMap<&Dims<'_>, i64> = HashMap::new();
+        for ((day, d), (n, bytes)) in &self.cells {
+            let id = match ids.get(d) {
+                Some(id) => *id,
+                None => {
+                    let hash = d.hash();
+                    let id = match find.query_row([hash.as_slice()], |r| r.get(0)).optional().map_err(c)? {
+                        Some(id) => id,
+                        None => {
+                            let ip_bin = d
+                                .source_ip
+                                .as_deref()
+                                .and_then(|s| s.parse::<std::net::IpAddr>().ok())
+                                .map(|ip| crate::sqlite::ip_bytes(ip).to_vec());
+                            insert
+                                .execute(params![
+                                    hash.as_slice(),
+                                    d.kind,
+                                    d.source,
+                                    d.token_id,
+                                    d.token_fingerprint,
+                                    d.owner,
+                                    d.route,
+                                    d.resource,
+                                    d.action,
+                                    d.operation,
+                                    d.target,
+                                    d.sensitivity,
+                                    d.decision,
+                                    d.reason,
+                                    d.source_ip,
+                                    ip_bin,
+                                ])
+                                .map_err(c)?;
+                            tx.last_insert_rowid()
+                        }
+                    };
+                    ids.insert(d, id);
+                    id
+                }
+            };
+            add.execute(params![id, day, n, bytes]).map_err(c)?;
         }
         Ok(())
     }
@@ -292,7 +319,8 @@ pub(crate) fn recompute(tx: &Transaction<'_>, cells: &[Cell]) -> Result<()> {
     let mut tally = Tally::default();
     for (day, token_id, fingerprint) in cells {
         tx.execute(
-            "DELETE FROM event_rollup WHERE day = ?1 AND token_id IS ?2 AND token_fingerprint IS ?3",
+            "DELETE FROM event_rollup WHERE day = ?1 AND dim IN \
+             (SELECT id FROM rollup_dims WHERE token_id IS ?2 AND token_fingerprint IS ?3)",
             params![day, token_id, fingerprint],
         )
         .map_err(crate::sqlite::classify)?;
@@ -304,5 +332,18 @@ pub(crate) fn recompute(tx: &Transaction<'_>, cells: &[Cell]) -> Result<()> {
             &mut tally,
         )?;
     }
-    tally.flush(tx)
+    tally.flush(tx)?;
+    // Combinations of these tokens that no day counts any more (those naming the erased value)
+    // go too.
+    let tokens: std::collections::HashSet<(&Option<String>, &Option<String>)> =
+        cells.iter().map(|(_, token_id, fingerprint)| (token_id, fingerprint)).collect();
+    for (token_id, fingerprint) in tokens {
+        tx.execute(
+            "DELETE FROM rollup_dims WHERE token_id IS ?1 AND token_fingerprint IS ?2 \
+             AND NOT EXISTS (SELECT 1 FROM event_rollup WHERE dim = rollup_dims.id)",
+            params![token_id, fingerprint],
+        )
+        .map_err(crate::sqlite::classify)?;
+    }
+    Ok(())
 }

@@ -1278,18 +1278,30 @@ impl Store for SqliteStore {
             if let Some(u) = until.filter(|u| u.rem_euclid(DAY_US) != 0) {
                 raw(Some(end_day * DAY_US), Some(u), &mut args);
             }
-            let mut sql = format!(
-                "SELECT {} AS k, e.source_ip AS ip, e.n AS n, CASE WHEN e.decision = 'allow' THEN e.n ELSE 0 END AS a, \
-                 CASE WHEN e.decision = 'deny' THEN e.n ELSE 0 END AS d, e.bytes AS b FROM event_rollup e WHERE 1 = 1",
-                key("e").replace("(e.time_us / 86400000000)", "e.day")
+            // Sum each combination's days in the window (only the combinations the filters
+            // select), then group the combinations.
+            let by_day = group_by == G::Day;
+            let mut inner = format!(
+                "SELECT dim, {}SUM(n) AS n, SUM(bytes) AS bytes FROM event_rollup WHERE 1 = 1",
+                if by_day { "day, " } else { "" }
             );
             for (bound, op) in [(since.map(|_| first_day), ">="), (until.map(|_| end_day), "<")] {
                 if let Some(v) = bound {
                     args.push(SqlValue::Integer(v));
-                    sql += &format!(" AND e.day {op} ?{}", args.len());
+                    inner += &format!(" AND day {op} ?{}", args.len());
                 }
             }
-            sql += &filter_sql_on(&untimed, &mut args, "e");
+            let dim_filters = filter_sql_on(&untimed, &mut args, "e");
+            if !dim_filters.is_empty() {
+                inner += &format!(" AND dim IN (SELECT e.id FROM rollup_dims e WHERE 1 = 1{dim_filters})");
+            }
+            inner += if by_day { " GROUP BY dim, day" } else { " GROUP BY dim" };
+            let sql = format!(
+                "SELECT {} AS k, e.source_ip AS ip, r.n AS n, CASE WHEN e.decision = 'allow' THEN r.n ELSE 0 END AS a, \
+                 CASE WHEN e.decision = 'deny' THEN r.n ELSE 0 END AS d, r.bytes AS b \
+                 FROM ({inner}) r JOIN rollup_dims e ON e.id = r.dim",
+                key("e").replace("(e.time_us / 86400000000)", "r.day")
+            );
             parts.push(sql);
         } else {
             raw(since, until, &mut args);

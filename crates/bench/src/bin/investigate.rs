@@ -131,14 +131,19 @@ fn main() -> anyhow::Result<()> {
     let path = dir.join("events.db");
     let now: Timestamp = "2026-11-27T00:00:00Z".parse()?;
     let start = now.checked_sub(SignedDuration::from_hours(24 * 30))?;
+    // Opening applies pending migrations and catches the rollup up with stored events.
+    let t = Instant::now();
     let store = SqliteStore::open(&path)?;
+    println!("open: {:.1}s", t.elapsed().as_secs_f64());
     let existing = store.event_count()?;
     if existing < n {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ existing);
         let t0 = Instant::now();
         let mut i = existing;
+        // Events per append (one transaction each); INVESTIGATE_BATCH changes it.
+        let batch_size: u64 = std::env::var("INVESTIGATE_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
         while i < n {
-            let k = 10_000.min(n - i);
+            let k = batch_size.min(n - i);
             let mut batch: Vec<Event> = (i..i + k).map(|j| generate(j, &mut rng, start, 30 * 86_400, n)).collect();
             store.append(&mut batch)?;
             i += k;
@@ -147,7 +152,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
         println!(
-            "ingest (append, batches of 10000): {} events in {:.1}s = {:.0} events/s",
+            "ingest (append, batches of {batch_size}): {} events in {:.1}s = {:.0} events/s",
             n - existing,
             t0.elapsed().as_secs_f64(),
             (n - existing) as f64 / t0.elapsed().as_secs_f64()
@@ -263,7 +268,8 @@ fn main() -> anyhow::Result<()> {
         );
     }
     let cells: i64 = plain.query_row("SELECT COUNT(*) FROM event_rollup", [], |r| r.get(0))?;
-    println!("daily rollup: {cells} cells for {n} events");
+    let dims: i64 = plain.query_row("SELECT COUNT(*) FROM rollup_dims", [], |r| r.get(0))?;
+    println!("daily rollup: {cells} (combination, day) cells of {dims} combinations for {n} events");
 
     println!("\n== explain ==");
     let signer = ledger::note::Signer::from_seed("tokentrail/bench", &[7; 32])?;
