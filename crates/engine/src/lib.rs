@@ -276,7 +276,14 @@ impl Engine {
         if failed {
             return Err(EngineError::Internal("the OS random number generator failed".to_owned()));
         }
-        let sqlite = SqliteStore::open(&data.database())?;
+        let mut shown = 0u64;
+        let sqlite = SqliteStore::open_with_progress(&data.database(), &mut |done, total| {
+            // Once, after an upgrade: say so at the start and every tenth of the way.
+            if shown == 0 || done * 10 / total.max(1) > shown * 10 / total.max(1) || done == total {
+                tracing::info!(done, total, "counting stored events into the stats rollup (once, after an upgrade)");
+                shown = done;
+            }
+        })?;
         let store: Arc<dyn Store> = match &settings.fail_writes_while {
             Some(trigger) => Arc::new(store::fault::FaultInjected::new(sqlite, trigger.clone())),
             None => Arc::new(sqlite),

@@ -43,7 +43,11 @@ CREATE TABLE rollup_dims (
     source_ip         TEXT,
     ip_bin            BLOB
 );
+-- The selective filters (a token, an unresolved credential, an owner) find their few
+-- combinations directly; the others read them all, which is still few next to the events.
 CREATE INDEX rollup_dims_token ON rollup_dims(token_id);
+CREATE INDEX rollup_dims_fingerprint ON rollup_dims(token_fingerprint) WHERE token_fingerprint IS NOT NULL;
+CREATE INDEX rollup_dims_owner ON rollup_dims(owner) WHERE owner IS NOT NULL;
 -- Events and response bytes per combination and UTC day: narrow rows, clustered by
 -- combination, so summing a window reads each combination's days together. Derived from the
 -- log: `rollup_size` in meta says how many events it covers.

@@ -289,11 +289,20 @@ impl SqliteStore {
     }
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     pub fn open(path: &Path) -> Result<SqliteStore> {
+        Self::open_with_progress(path, &mut |_, _| {})
+    }
+
+    /// [`SqliteStore::open`], telling `progress(counted, events)` how far counting stored events
+    /// into the stats rollup has come when a store from before the rollup (or one whose
+    /// counting was interrupted) is opened. That happens once and reads every event.
+    pub fn open_with_progress(path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<SqliteStore> {
         let mut conn = Connection::open(path).map_err(classify)?;
         restrict_permissions(path);
         configure(&conn)?;
         migrate(&conn)?;
-        crate::rollup::catch_up(&mut conn, &mut |_, _| {})?;
+        crate::rollup::catch_up(&mut conn, &mut |done, total| {
+            progress(u64::try_from(done).unwrap_or(0), u64::try_from(total).unwrap_or(0));
+        })?;
         Ok(SqliteStore {
             path: path.to_owned(),
             writer: Mutex::new(Writer { conn, frontier: None }),
