@@ -132,10 +132,52 @@ impl<'a> Dims<'a> {
     }
 }
 
+/// A fast, non-cryptographic hasher (the multiply-rotate of rustc's FxHasher) for the tally's
+/// in-memory map: its keys come from the store's own appends, and SipHash over a dozen strings
+/// per event was a visible share of an append.
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
+        }
+        for &b in chunks.remainder() {
+            self.add(u64::from(b));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn write_i64(&mut self, i: i64) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
+
 /// Counts gathered in memory and added to the table in one pass.
 #[derive(Default)]
 pub(crate) struct Tally<'a> {
-    cells: HashMap<(i64, Dims<'a>), (i64, i64)>,
+    cells: HashMap<(i64, Dims<'a>), (i64, i64), FxBuild>,
 }
 
 impl<'a> Tally<'a> {
@@ -166,7 +208,7 @@ impl<'a> Tally<'a> {
                  ON CONFLICT (dim, day) DO UPDATE SET n = n + excluded.n, bytes = bytes + excluded.bytes",
             )
             .map_err(c)?;
-        let mut ids: HashMap<&Dims<'_>, i64> = HashMap::new();
+        let mut ids: HashMap<&Dims<'_>, i64, FxBuild> = HashMap::default();
         for ((day, d), (n, bytes)) in &self.cells {
             let id = match ids.get(d) {
                 Some(id) => *id,
