@@ -6,4 +6,5 @@
 
 pub mod client;
 pub mod investigate;
+pub mod offline;
 pub mod output;

@@ -1045,40 +1045,33 @@ fn show_privilege(r: &proto::LeastPrivilegeReport, format: Format, review: bool)
 }
 
 fn detect_offline(input: &Path, config_file: Option<&Path>, format: Format) -> anyhow::Result<()> {
-    use std::io::BufRead as _;
+    use cli::offline::{self, BadLine};
     let config = match config_file {
         Some(f) => config::check_file(f).map_err(|e| anyhow!("{} is not a valid configuration:\n{e}", f.display()))?,
         None => config::Config::default(),
     };
     let detect_config = server::detect_config(&config)?;
-    let file = std::fs::File::open(input).with_context(|| format!("cannot read {}", input.display()))?;
-    let mut events = Vec::new();
-    let mut recorded_seqs = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("{}: cannot read line {}", input.display(), i + 1))?;
-        if line.trim().is_empty() {
-            continue;
+    let open = || -> anyhow::Result<_> {
+        let file = std::fs::File::open(input).with_context(|| format!("cannot read {}", input.display()))?;
+        let regular = file.metadata().is_ok_and(|m| m.is_file());
+        Ok((std::io::BufReader::with_capacity(1 << 16, file), regular))
+    };
+    let bad = |b: BadLine| match b {
+        BadLine::Unreadable(n, e) => {
+            anyhow::Error::new(e).context(format!("{}: cannot read line {n}", input.display()))
         }
-        let v = server::ingest::parse_json(&line).map_err(|m| anyhow!("{}: line {}: {m}", input.display(), i + 1))?;
-        recorded_seqs.push(v.seq);
-        let (id, mut e) =
-            server::views::ingest_event(v).map_err(|m| anyhow!("{}: line {}: {m}", input.display(), i + 1))?;
-        e.id = id.unwrap_or_else(|| format!("line-{}", i + 1));
-        e.seq = Some(i as u64);
-        events.push(e);
-    }
-    // The detectors take events in (time, seq) order. Events exported from a ledger carry their
-    // position: ties in time then fall as the live server saw them, whatever the file's order.
-    // Otherwise the line number decides.
-    if recorded_seqs.iter().all(Option::is_some) {
-        for (e, seq) in events.iter_mut().zip(recorded_seqs) {
-            e.seq = seq;
-        }
-    }
-    let findings: Vec<proto::FindingView> = detect::run(&detect_config, &mut events)
-        .iter()
-        .map(|f| server::views::finding_view(&engine::detection::record_of(f)))
-        .collect();
+        BadLine::Invalid(n, m) => anyhow!("{}: line {n}: {m}", input.display()),
+    };
+    // A regular file can be read twice: streamed first, sorted whole only if it is out of order.
+    let (mut file, regular) = open()?;
+    let streamed =
+        if regular { offline::stream(&mut file, &detect_config, offline::WINDOW).map_err(bad)? } else { None };
+    let found = match streamed {
+        Some(found) => found,
+        None => offline::whole(if regular { open()?.0 } else { file }, &detect_config).map_err(bad)?,
+    };
+    let findings: Vec<proto::FindingView> =
+        found.iter().map(|f| server::views::finding_view(&engine::detection::record_of(f))).collect();
     match format {
         Format::Ndjson => print(&findings.iter().map(|f| format!("{}\n", proto::to_json(f))).collect::<String>()),
         other => show_findings(&findings, other),

@@ -6,16 +6,20 @@
 //! only when nothing is wrong (or bad lines are to be skipped) does the second pass append, in
 //! batches. A bad line therefore never leaves a partly ingested file behind. Memory stays
 //! constant in the number of lines, apart from 16 bytes per line that carries its own id.
+//!
+//! [`parse_line`] is the one reader of such a line; the offline `tokentrail detect` and the
+//! simulator's scorer use it too, so its cost is the parsing cost of every NDJSON path.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
 use std::io::BufRead;
 
+use jiff::Timestamp;
 use ledger::event::Event;
 use proto::{IngestResult, LineError};
+use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
 use store::Store;
-
-use crate::views;
 
 /// Events appended per transaction.
 const BATCH: usize = 10_000;
@@ -37,21 +41,241 @@ fn id_key(id: &str) -> [u8; 16] {
     k
 }
 
-/// One NDJSON line as an event in the PRODUCT.md schema, unchecked; the error names the column
-/// (the caller names the line).
-pub fn parse_json(line: &str) -> Result<proto::IngestEvent, String> {
-    serde_json::from_str(line).map_err(|e| {
+/// A string field that is only looked at (a time, a code, a name copied into the event): borrowed
+/// from the line unless it holds escapes. Reads exactly as `String` does, errors included.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Cow<'de, str>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                // What `String` expects, so that a wrong type reads the same.
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v))
+            }
+        }
+        d.deserialize_string(Visitor).map(Text)
+    }
+}
+
+/// One line as read: `proto::IngestEvent` field for field (the same names, order, defaults and
+/// unknown-field rejection, so every error reads the same), but the fields that are only checked
+/// or copied are borrowed instead of allocated. `proto::IngestEvent` stays the documented schema;
+/// a test keeps the two in step.
+///
+/// Named as the schema type because serde's messages name the type ("expected struct
+/// IngestEvent").
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IngestEvent<'a> {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    seq: Option<u64>,
+    #[serde(borrow)]
+    time: Text<'a>,
+    #[serde(default, borrow)]
+    kind: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    source: Option<Text<'a>>,
+    #[serde(default)]
+    token_id: Option<String>,
+    #[serde(default)]
+    token_fingerprint: Option<String>,
+    #[serde(default)]
+    owner: Option<String>,
+    #[serde(default)]
+    source_ip: Option<String>,
+    #[serde(default)]
+    user_agent: Option<String>,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    route: Option<String>,
+    #[serde(default)]
+    resource: Option<String>,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    sensitivity: Vec<String>,
+    #[serde(default, borrow)]
+    decision: Option<Text<'a>>,
+    #[serde(borrow)]
+    reason: Text<'a>,
+    #[serde(default)]
+    status: Option<u16>,
+    #[serde(default)]
+    latency_ms: Option<f64>,
+    #[serde(default)]
+    bytes_out: Option<u64>,
+    #[serde(default)]
+    request_id: Option<String>,
+    #[serde(default)]
+    node: Option<String>,
+    #[serde(default)]
+    operation: Option<String>,
+    #[serde(default)]
+    target: Option<String>,
+    #[serde(default)]
+    required_scope: Option<String>,
+    #[serde(default)]
+    granted_scopes: Vec<String>,
+    #[serde(default)]
+    explanation: Option<String>,
+    #[serde(default)]
+    details: BTreeMap<String, String>,
+    /// Ignored on ingest (an ingested event's values are present).
+    #[serde(default)]
+    #[allow(dead_code)]
+    erased: bool,
+}
+
+/// One NDJSON line, checked.
+#[derive(Debug)]
+pub struct Parsed {
+    /// The line's `id`: `None` when one must be assigned (the event's own `id` is empty).
+    pub id: Option<String>,
+    /// The line's `seq` (a position in the ledger it was exported from; never stored).
+    pub seq: Option<u64>,
+    /// The event: every present field checked, absent ones defaulted (`kind` access, `source`
+    /// ingest, `decision` from the reason).
+    pub event: Event,
+}
+
+/// One NDJSON line as an event in the PRODUCT.md schema, checked; the error names the field or
+/// the column (the caller names the line).
+pub fn parse_line(line: &str) -> Result<Parsed, String> {
+    let v: IngestEvent<'_> = serde_json::from_str(line).map_err(|e| {
         // serde counts lines within this one line.
         let text = e.to_string();
         match text.rsplit_once(" at line ") {
             Some((head, _)) => format!("{head} (column {})", e.column()),
             None => text,
         }
-    })
+    })?;
+    let seq = v.seq;
+    let (id, event) = event_of(v)?;
+    Ok(Parsed { id, seq, event })
+}
+
+fn event_of(v: IngestEvent<'_>) -> Result<(Option<String>, Event), String> {
+    use ledger::event::{Kind, Verdict};
+    let time: Timestamp = v.time.0.parse().map_err(|_| format!("time: {:?} is not an RFC 3339 time", v.time.0))?;
+    let kind = match v.kind.as_ref().map(|k| &*k.0) {
+        None => Kind::Access,
+        Some(k) => Kind::parse(k).ok_or_else(|| format!("kind: {k:?} is not access or admin"))?,
+    };
+    let reason =
+        token::Reason::parse(&v.reason.0).ok_or_else(|| format!("reason: {:?} is not a reason code", v.reason.0))?;
+    if let Some(d) = v.decision.as_ref().map(|d| &*d.0) {
+        let d = Verdict::parse(d).ok_or_else(|| format!("decision: {d:?} is not allow or deny"))?;
+        if d != Verdict::of(reason) {
+            return Err(format!("decision: {:?} contradicts reason {:?}", d.as_str(), v.reason.0));
+        }
+    }
+    if let Some(id) = &v.id
+        && (id.is_empty() || id.len() > 128 || id.chars().any(char::is_control))
+    {
+        return Err("id: must be 1 to 128 printable characters".to_owned());
+    }
+    let source = v.source.as_ref().map_or("ingest", |s| &*s.0);
+    if source.is_empty() || source.len() > 64 {
+        return Err("source: must be 1 to 64 characters".to_owned());
+    }
+    // An address never holds a control character: look for one before parsing.
+    if let Some(ip) = &v.source_ip
+        && ip.chars().any(char::is_control)
+        && ip.parse::<std::net::IpAddr>().is_err()
+    {
+        return Err("source_ip: must not contain control characters".to_owned());
+    }
+    let latency_us = match v.latency_ms {
+        Some(ms) if ms.is_finite() && ms >= 0.0 => Some((ms * 1000.0).round() as u64),
+        Some(ms) => return Err(format!("latency_ms: {ms} is not a duration")),
+        None => None,
+    };
+    let mut e = Event::new(String::new(), time, kind, source, reason);
+    e.token_id = v.token_id;
+    e.token_fingerprint = v.token_fingerprint;
+    e.owner = v.owner;
+    e.source_ip = v.source_ip;
+    e.user_agent = v.user_agent;
+    e.method = v.method;
+    e.path = v.path.map(without_query_redacted);
+    e.route = v.route;
+    e.resource = v.resource;
+    e.action = v.action;
+    e.sensitivity = v.sensitivity;
+    e.status = v.status;
+    e.latency_us = latency_us;
+    e.bytes_out = v.bytes_out;
+    e.request_id = v.request_id;
+    e.node = v.node;
+    e.operation = v.operation;
+    e.target = v.target;
+    e.required_scope = v.required_scope;
+    e.granted_scopes = v.granted_scopes;
+    e.explanation = v.explanation;
+    e.details = v.details;
+    Ok((v.id, e))
+}
+
+/// The path without its query string, credentials in it redacted; the path itself (no copy) when
+/// that changes nothing, as for nearly every path.
+fn without_query_redacted(p: String) -> String {
+    let cut = p.split('?').next().unwrap_or(&p);
+    match token::redact_path(cut) {
+        Cow::Borrowed(same) if same.len() == p.len() => p,
+        changed => changed.into_owned(),
+    }
+}
+
+/// `BufRead::lines` without a new `String` per line: one buffer, reused.
+pub struct Lines<R> {
+    input: R,
+    buf: String,
+    n: u64,
+}
+
+impl<R: BufRead> Lines<R> {
+    /// Lines of `input`.
+    pub fn new(input: R) -> Lines<R> {
+        Lines { input, buf: String::new(), n: 0 }
+    }
+
+    /// The next line (1-based number, text without `\n` or `\r\n`), `None` at the end.
+    #[allow(clippy::should_implement_trait)] // It lends its buffer, which `Iterator` cannot.
+    pub fn next(&mut self) -> Option<(u64, std::io::Result<&str>)> {
+        self.buf.clear();
+        self.n += 1;
+        match self.input.read_line(&mut self.buf) {
+            Ok(0) => None,
+            Ok(_) => {
+                let mut line = self.buf.as_str();
+                if let Some(l) = line.strip_suffix('\n') {
+                    line = l.strip_suffix('\r').unwrap_or(l);
+                }
+                Some((self.n, Ok(line)))
+            }
+            Err(e) => Some((self.n, Err(e))),
+        }
+    }
 }
 
 fn parse(line: &str) -> Result<(Option<String>, Event), String> {
-    views::ingest_event(parse_json(line)?)
+    parse_line(line).map(|p| (p.id, p.event))
 }
 
 /// Checks every line; returns the bad ones (1-based numbers). `progress(lines)` is called now
@@ -78,14 +302,14 @@ pub fn check<R: BufRead>(
         }
         Ok(())
     };
-    for (i, line) in input.lines().enumerate() {
-        let n = i as u64 + 1;
+    let mut input = Lines::new(input);
+    while let Some((n, line)) = input.next() {
         lines = n;
         let line = line.map_err(|e| format!("line {n}: cannot read: {e}"))?;
         if line.trim().is_empty() {
             continue;
         }
-        match parse(&line) {
+        match parse(line) {
             Err(m) => errors.push(LineError { line: n, message: m }),
             Ok((Some(id), _)) => {
                 if !seen.insert(id_key(&id)) {
@@ -120,13 +344,13 @@ pub fn append<R: BufRead>(
 ) -> Result<u64, String> {
     let mut batch = Vec::with_capacity(BATCH);
     let mut total = 0u64;
-    for (i, line) in input.lines().enumerate() {
-        let n = i as u64 + 1;
+    let mut input = Lines::new(input);
+    while let Some((n, line)) = input.next() {
         let line = line.map_err(|e| format!("line {n}: cannot read: {e}"))?;
         if line.trim().is_empty() || bad.contains(&n) {
             continue;
         }
-        let (id, mut e) = parse(&line).map_err(|m| format!("line {n} changed while ingesting: {m}"))?;
+        let (id, mut e) = parse(line).map_err(|m| format!("line {n} changed while ingesting: {m}"))?;
         e.id = match id {
             Some(id) => id,
             None => new_id()?,
@@ -182,4 +406,183 @@ pub enum IngestFailure {
     },
     /// Reading the input or writing the ledger failed.
     Io(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reader before it borrowed: `proto::IngestEvent` through serde, then the same checks.
+    /// The borrowing reader must agree with it on every line, errors included.
+    fn owned(line: &str) -> Result<(Option<String>, Option<u64>, Event), String> {
+        use ledger::event::{Kind, Verdict};
+        let v: proto::IngestEvent = serde_json::from_str(line).map_err(|e| {
+            let text = e.to_string();
+            match text.rsplit_once(" at line ") {
+                Some((head, _)) => format!("{head} (column {})", e.column()),
+                None => text,
+            }
+        })?;
+        let time: Timestamp = v.time.parse().map_err(|_| format!("time: {:?} is not an RFC 3339 time", v.time))?;
+        let kind = match v.kind.as_deref() {
+            None => Kind::Access,
+            Some(k) => Kind::parse(k).ok_or_else(|| format!("kind: {k:?} is not access or admin"))?,
+        };
+        let reason =
+            token::Reason::parse(&v.reason).ok_or_else(|| format!("reason: {:?} is not a reason code", v.reason))?;
+        if let Some(d) = &v.decision {
+            let d = Verdict::parse(d).ok_or_else(|| format!("decision: {d:?} is not allow or deny"))?;
+            if d != Verdict::of(reason) {
+                return Err(format!("decision: {:?} contradicts reason {:?}", d.as_str(), v.reason));
+            }
+        }
+        if let Some(id) = &v.id
+            && (id.is_empty() || id.len() > 128 || id.chars().any(char::is_control))
+        {
+            return Err("id: must be 1 to 128 printable characters".to_owned());
+        }
+        let source = v.source.unwrap_or_else(|| "ingest".to_owned());
+        if source.is_empty() || source.len() > 64 {
+            return Err("source: must be 1 to 64 characters".to_owned());
+        }
+        if let Some(ip) = &v.source_ip
+            && ip.parse::<std::net::IpAddr>().is_err()
+            && ip.chars().any(char::is_control)
+        {
+            return Err("source_ip: must not contain control characters".to_owned());
+        }
+        let latency_us = match v.latency_ms {
+            Some(ms) if ms.is_finite() && ms >= 0.0 => Some((ms * 1000.0).round() as u64),
+            Some(ms) => return Err(format!("latency_ms: {ms} is not a duration")),
+            None => None,
+        };
+        let mut e = Event::new(String::new(), time, kind, &source, reason);
+        e.token_id = v.token_id;
+        e.token_fingerprint = v.token_fingerprint;
+        e.owner = v.owner;
+        e.source_ip = v.source_ip;
+        e.user_agent = v.user_agent;
+        e.method = v.method;
+        e.path = v.path.map(|p| token::redact_path(p.split('?').next().unwrap_or(&p)).into_owned());
+        e.route = v.route;
+        e.resource = v.resource;
+        e.action = v.action;
+        e.sensitivity = v.sensitivity;
+        e.status = v.status;
+        e.latency_us = latency_us;
+        e.bytes_out = v.bytes_out;
+        e.request_id = v.request_id;
+        e.node = v.node;
+        e.operation = v.operation;
+        e.target = v.target;
+        e.required_scope = v.required_scope;
+        e.granted_scopes = v.granted_scopes;
+        e.explanation = v.explanation;
+        e.details = v.details;
+        Ok((v.id, v.seq, e))
+    }
+
+    const FULL: &str = r#"{"id":"ev_1","seq":7,"time":"2026-01-20T21:54:02.564832Z","kind":"access","source":"gateway","token_id":"tk_in3lGs9VmP7EXk","token_fingerprint":null,"owner":"carmen@example.com","source_ip":"62.169.26.136","user_agent":"Mozilla/5.0","method":"GET","path":"/v1/customers/238681","route":"GET /v1/customers/{id}","resource":"customers","action":"read","sensitivity":["pii"],"decision":"allow","reason":"ok","status":200,"latency_ms":15.506,"bytes_out":5373,"request_id":"req_3a","node":"tt-node-1","operation":null,"target":null,"required_scope":"customers:read","granted_scopes":["customers:write","orders:write"],"explanation":"why","details":{"a":"b"},"erased":false}"#;
+
+    #[test]
+    fn the_borrowing_reader_agrees_with_the_owned_one_on_good_and_bad_lines() {
+        let min = |extra: &str| format!(r#"{{"time":"2026-01-01T00:00:00Z","reason":"ok"{extra}}}"#);
+        let mut lines: Vec<String> = vec![
+            FULL.to_owned(),
+            FULL.replace("\"kind\":\"access\"", "\"kind\":\"admin\""),
+            FULL.replace("gateway", "ga\\u0074eway"),
+            FULL.replace("21:54:02.564832Z", "21:54:02.564832\\u005a"),
+            FULL.replace("\"reason\":\"ok\"", "\"reason\":\"o\\u006b\""),
+            FULL.replace("\"decision\":\"allow\"", "\"decision\":\"\\u0061llow\""),
+            FULL.replace("\"decision\":\"allow\"", "\"decision\":\"deny\""),
+            FULL.replace("\"decision\":\"allow\"", "\"decision\":\"maybe\""),
+            FULL.replace("\"decision\":\"allow\"", "\"decision\":7"),
+            FULL.replace("\"kind\":\"access\"", "\"kind\":\"user\""),
+            FULL.replace("\"kind\":\"access\"", "\"kind\":5"),
+            FULL.replace("\"kind\":\"access\"", "\"kind\":null"),
+            FULL.replace("\"source\":\"gateway\"", "\"source\":\"\""),
+            FULL.replace("\"source\":\"gateway\"", "\"source\":null"),
+            FULL.replace("\"source\":\"gateway\"", "\"source\":[]"),
+            FULL.replace("\"source\":\"gateway\"", &format!("\"source\":\"{}\"", "s".repeat(65))),
+            FULL.replace("\"id\":\"ev_1\"", "\"id\":\"\""),
+            FULL.replace("\"id\":\"ev_1\"", "\"id\":\"ev\\u0001\""),
+            FULL.replace("\"id\":\"ev_1\"", &format!("\"id\":\"{}\"", "i".repeat(129))),
+            FULL.replace("62.169.26.136", "62.169.26.136\\u0000"),
+            FULL.replace("62.169.26.136", "not an address"),
+            FULL.replace("/v1/customers/238681", "/v1/customers/238681?q=1"),
+            FULL.replace("15.506", "-1"),
+            FULL.replace("\"status\":200", "\"status\":\"tt_secret\""),
+            FULL.replace("\"status\":200", "\"status\":70000"),
+            FULL.replace("\"seq\":7", "\"seq\":-7"),
+            FULL.replace("\"details\":{\"a\":\"b\"}", "\"details\":{\"a\":1}"),
+            FULL.replace("\"erased\":false", "\"erased\":true"),
+            FULL.replace("\"erased\":false", "\"nope\":1"),
+            FULL.replace("\"erased\":false", "\"time\":\"2026-01-01T00:00:00Z\""),
+            FULL.replace("2026-01-20T21:54:02.564832Z", "yesterday"),
+            FULL.replace("\"time\":\"2026-01-20T21:54:02.564832Z\"", "\"time\":5"),
+            FULL.replace("\"reason\":\"ok\"", "\"reason\":\"denied\""),
+            FULL.replace("\"reason\":\"ok\"", "\"reason\":null"),
+            format!("{FULL} x"),
+            format!("{FULL}\r"),
+            FULL[..FULL.len() - 10].to_owned(),
+            FULL.replace("gateway", "ga\\uZZZZteway"),
+            min(""),
+            min(r#","source":"Zürich ☃""#),
+            min(r#","decision":"deny""#),
+            r#"{"reason":"ok"}"#.to_owned(),
+            r#"{"time":"2026-01-01T00:00:00Z"}"#.to_owned(),
+            "{}".to_owned(),
+            "[]".to_owned(),
+            "null".to_owned(),
+            "not json".to_owned(),
+            String::new(),
+        ];
+        for reason in ["expired", "revoked", "insufficient_scope", "unknown_token"] {
+            lines.push(format!(r#"{{"time":"2026-01-01T00:00:00Z","reason":"{reason}"}}"#));
+        }
+        let mut errors = 0;
+        for line in &lines {
+            let new = parse_line(line).map(|p| (p.id, p.seq, p.event));
+            assert_eq!(new, owned(line), "{line}");
+            errors += usize::from(new.is_err());
+        }
+        // Both kinds were exercised.
+        assert!(errors > 20 && errors < lines.len() - 5, "{errors} of {} lines were bad", lines.len());
+    }
+
+    #[test]
+    fn the_reader_takes_exactly_the_fields_of_the_documented_schema_in_its_order() {
+        let line = r#"{"nope":1}"#;
+        let documented = serde_json::from_str::<proto::IngestEvent>(line).expect_err("an unknown field").to_string();
+        let err = parse_line(line).expect_err("an unknown field");
+        assert_eq!(
+            documented,
+            "unknown field `nope`, expected one of `id`, `seq`, `time`, `kind`, `source`, `token_id`, `token_fingerprint`, `owner`, `source_ip`, `user_agent`, `method`, `path`, `route`, `resource`, `action`, `sensitivity`, `decision`, `reason`, `status`, `latency_ms`, `bytes_out`, `request_id`, `node`, `operation`, `target`, `required_scope`, `granted_scopes`, `explanation`, `details`, `erased` at line 1 column 7"
+        );
+        assert_eq!(err, documented.replace(" at line 1 column 7", " (column 7)"));
+    }
+
+    #[test]
+    fn lines_reads_what_bufread_lines_reads_with_their_numbers() {
+        for text in ["", "a", "a\n", "a\r\nb\n\nc", "\r\n\r\n", "x\ry\n"] {
+            let mut lines = Lines::new(text.as_bytes());
+            let mut got = Vec::new();
+            while let Some((n, line)) = lines.next() {
+                got.push((n, line.expect("UTF-8").to_owned()));
+            }
+            let want: Vec<(u64, String)> =
+                text.as_bytes().lines().enumerate().map(|(i, l)| (i as u64 + 1, l.expect("UTF-8"))).collect();
+            assert_eq!(got, want, "{text:?}");
+        }
+        let mut bad = Lines::new(&b"ok\n\xff\n"[..]);
+        assert!(matches!(bad.next(), Some((1, Ok("ok")))));
+        assert!(matches!(bad.next(), Some((2, Err(_)))));
+    }
+
+    #[test]
+    fn a_path_keeps_its_text_without_the_query_and_with_credentials_redacted() {
+        assert_eq!(without_query_redacted("/v1/orders/1".to_owned()), "/v1/orders/1");
+        assert_eq!(without_query_redacted("/v1/orders/1?x=tt_a".to_owned()), "/v1/orders/1");
+        assert_eq!(without_query_redacted(String::new()), "");
+    }
 }

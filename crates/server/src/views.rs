@@ -170,69 +170,6 @@ pub fn activity(a: &engine::investigate::Activity, now: Timestamp) -> proto::Act
     }
 }
 
-/// An ingested line as an event: every present field checked, absent ones defaulted (`kind`
-/// access, `source` ingest, `decision` from the reason). `id` is `None` when it must be assigned.
-pub fn ingest_event(v: proto::IngestEvent) -> Result<(Option<String>, Event), String> {
-    use ledger::event::{Kind, Verdict};
-    let time: Timestamp = v.time.parse().map_err(|_| format!("time: {:?} is not an RFC 3339 time", v.time))?;
-    let kind = match v.kind.as_deref() {
-        None => Kind::Access,
-        Some(k) => Kind::parse(k).ok_or_else(|| format!("kind: {k:?} is not access or admin"))?,
-    };
-    let reason =
-        token::Reason::parse(&v.reason).ok_or_else(|| format!("reason: {:?} is not a reason code", v.reason))?;
-    if let Some(d) = &v.decision {
-        let d = Verdict::parse(d).ok_or_else(|| format!("decision: {d:?} is not allow or deny"))?;
-        if d != Verdict::of(reason) {
-            return Err(format!("decision: {:?} contradicts reason {:?}", d.as_str(), v.reason));
-        }
-    }
-    if let Some(id) = &v.id
-        && (id.is_empty() || id.len() > 128 || id.chars().any(char::is_control))
-    {
-        return Err("id: must be 1 to 128 printable characters".to_owned());
-    }
-    let source = v.source.unwrap_or_else(|| "ingest".to_owned());
-    if source.is_empty() || source.len() > 64 {
-        return Err("source: must be 1 to 64 characters".to_owned());
-    }
-    if let Some(ip) = &v.source_ip
-        && ip.parse::<std::net::IpAddr>().is_err()
-        && ip.chars().any(char::is_control)
-    {
-        return Err("source_ip: must not contain control characters".to_owned());
-    }
-    let latency_us = match v.latency_ms {
-        Some(ms) if ms.is_finite() && ms >= 0.0 => Some((ms * 1000.0).round() as u64),
-        Some(ms) => return Err(format!("latency_ms: {ms} is not a duration")),
-        None => None,
-    };
-    let mut e = Event::new(String::new(), time, kind, &source, reason);
-    e.token_id = v.token_id;
-    e.token_fingerprint = v.token_fingerprint;
-    e.owner = v.owner;
-    e.source_ip = v.source_ip;
-    e.user_agent = v.user_agent;
-    e.method = v.method;
-    e.path = v.path.map(|p| token::redact_path(p.split('?').next().unwrap_or(&p)).into_owned());
-    e.route = v.route;
-    e.resource = v.resource;
-    e.action = v.action;
-    e.sensitivity = v.sensitivity;
-    e.status = v.status;
-    e.latency_us = latency_us;
-    e.bytes_out = v.bytes_out;
-    e.request_id = v.request_id;
-    e.node = v.node;
-    e.operation = v.operation;
-    e.target = v.target;
-    e.required_scope = v.required_scope;
-    e.granted_scopes = v.granted_scopes;
-    e.explanation = v.explanation;
-    e.details = v.details;
-    Ok((v.id, e))
-}
-
 /// A finding as the API, the offline `detect` and the alert sinks show it.
 pub fn finding_view(f: &store::FindingRecord) -> proto::FindingView {
     proto::FindingView {
