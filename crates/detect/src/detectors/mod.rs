@@ -117,6 +117,14 @@ pub(crate) fn stable_hash(parts: &[&[u8]]) -> u64 {
     h ^ (h >> 31)
 }
 
+/// Whether UTC hour `hour` is near an hour set in the 24-bit mask `hours`: at most `before` hours
+/// before one, or at most `after` hours after one (an evening runs on later than a morning starts
+/// early, so `after` may be the wider of the two).
+pub(crate) fn near_hours(hours: u32, hour: usize, before: usize, after: usize) -> bool {
+    let set = |h: usize| hours & (1 << (h % 24)) != 0;
+    (0..=before.min(12)).any(|d| set(hour + d)) || (0..=after.min(23)).any(|d| set(hour + 24 - d))
+}
+
 /// A resolved token's access event (what the per-token baselines learn from).
 pub(crate) fn token_access(e: &Event) -> Option<&str> {
     if e.kind != Kind::Access {
