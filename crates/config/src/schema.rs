@@ -97,6 +97,15 @@ pub struct DetectSection {
     pub enumeration_min_ids: u64,
     /// `detect.volume_min_requests`: requests in 5 minutes before a spike counts. Default 200.
     pub volume_min_requests: u64,
+    /// `detect.off_hours_evening_margin_hours`: hours after a token's usual hours that still count
+    /// as usual (the morning allows 2). Default 3.
+    pub off_hours_evening_margin_hours: u64,
+    /// `detect.new_network_back_and_forth`: a token that leaves a network and uses it again within
+    /// this time, using a new one in between, is reported for the new one. Default `4h`.
+    pub new_network_back_and_forth: Duration,
+    /// `detect.new_network_quiet_days`: a token gets at most one new network held without a report
+    /// in this many days; 0 holds none (every new network is reported). Default 30.
+    pub new_network_quiet_days: u64,
 }
 
 /// The `[alerts]` section.
@@ -286,6 +295,9 @@ impl Config {
                 dormant_days: 30,
                 enumeration_min_ids: 50,
                 volume_min_requests: 200,
+                off_hours_evening_margin_hours: 3,
+                new_network_back_and_forth: Duration::from_secs(4 * 3600),
+                new_network_quiet_days: 30,
             },
             reports: ReportsConfig {
                 window: Duration::from_secs(90 * DAY),
@@ -389,6 +401,9 @@ keys! {
     "detect.dormant_days" => detect.dormant_days, check = check_days;
     "detect.enumeration_min_ids" => detect.enumeration_min_ids, check = check_positive;
     "detect.volume_min_requests" => detect.volume_min_requests, check = check_positive;
+    "detect.off_hours_evening_margin_hours" => detect.off_hours_evening_margin_hours, check = check_evening_margin;
+    "detect.new_network_back_and_forth" => detect.new_network_back_and_forth, check = check_back_and_forth;
+    "detect.new_network_quiet_days" => detect.new_network_quiet_days, check = check_quiet_days;
     "alerts.webhook_url" => alerts.webhook_url, check = check_http_url;
     "alerts.webhook_secret" => alerts.webhook_secret;
     "alerts.webhook_min_severity" => alerts.webhook_min_severity, check = check_severity;
@@ -423,6 +438,18 @@ const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 
 fn check_days(n: &u64) -> Result<(), String> {
     if (1..=3650).contains(n) { Ok(()) } else { Err(format!("{n} is out of range: between 1 and 3650 days")) }
+}
+
+fn check_quiet_days(n: &u64) -> Result<(), String> {
+    if *n <= 3650 { Ok(()) } else { Err(format!("{n} is out of range: between 0 and 3650 days")) }
+}
+
+fn check_evening_margin(n: &u64) -> Result<(), String> {
+    if *n <= 12 { Ok(()) } else { Err(format!("{n} is out of range: between 0 and 12 hours")) }
+}
+
+fn check_back_and_forth(d: &Duration) -> Result<(), String> {
+    if *d <= Duration::from_secs(86_400) { Ok(()) } else { Err("must be at most 24h".to_owned()) }
 }
 
 fn check_positive(n: &u64) -> Result<(), String> {

@@ -47,6 +47,11 @@ pub struct DetectConfig {
     pub off_hours_sensitive_only: bool,
     /// off_hours: an hour this many hours away from the token's usual hours still counts as usual (2).
     pub off_hours_margin_hours: u8,
+    /// off_hours and new_network: an hour up to this many hours after an hour the token was active
+    /// in still counts as usual (3; never less than `off_hours_margin_hours`). People work on
+    /// into the evening more often, and further, than they start early; 03:00 stays more than
+    /// 3 hours after the end of a day that ran to 23:59.
+    pub off_hours_evening_margin_hours: u8,
     /// off_hours: hours for tokens without enough history.
     pub business_hours: BusinessHours,
     /// concurrent_networks: window in seconds (300).
@@ -87,6 +92,16 @@ pub struct DetectConfig {
     /// regularly (on two days or more) is one of the organization's own (an office, a VPN egress,
     /// a CI runner pool), not a new network for the next token that uses it (2).
     pub shared_network_tokens: u32,
+    /// new_network: a new network is reported at once only with a second sign of another party
+    /// (a client, route or hour the token never used, or going back and forth between networks);
+    /// without one it is held as a move of the token's owner. Going back and forth means the
+    /// token left one network and used it again within this many seconds, using the other in
+    /// between (14400, 4 hours).
+    pub new_network_back_and_forth_s: i64,
+    /// new_network: a token gets at most one held (unreported) new network in this many days;
+    /// the next new network within them is reported (30). With 0, nothing is held: every new
+    /// network is reported, signs or not.
+    pub new_network_quiet_days: u32,
 }
 
 impl Default for DetectConfig {
@@ -100,6 +115,7 @@ impl Default for DetectConfig {
             min_history_days: 7,
             off_hours_sensitive_only: true,
             off_hours_margin_hours: 2,
+            off_hours_evening_margin_hours: 3,
             business_hours: BusinessHours::default(),
             concurrent_window_s: 300,
             concurrent_networks: 3,
@@ -118,6 +134,8 @@ impl Default for DetectConfig {
             volume_peak_factor: 3.0,
             expired_grace_s: 900,
             shared_network_tokens: 2,
+            new_network_back_and_forth_s: 4 * 3600,
+            new_network_quiet_days: 30,
         }
     }
 }

@@ -122,9 +122,10 @@ fn scenarios() -> Vec<(&'static str, Vec<Event>)> {
             &["phi"],
         ));
     });
+    // A stolen token, used with another client than its owner's.
     scenario("new_network", &|g, ev| {
         for k in 0..3 {
-            ev.push(g.ev(
+            let mut e = g.ev(
                 15 * DAY + 10 * 3600 + k * 60,
                 Some("tokA"),
                 "198.51.100.7",
@@ -132,7 +133,9 @@ fn scenarios() -> Vec<(&'static str, Vec<Event>)> {
                 "/v1/orders/1",
                 Reason::Ok,
                 &[],
-            ));
+            );
+            e.user_agent = Some("python-requests/2.32.3".to_owned());
+            ev.push(e);
         }
     });
     scenario("concurrent_networks", &|g, ev| {
@@ -294,11 +297,11 @@ fn every_finding_type_from_its_scenario() {
         off_hours high n=1 evidence=ev000265..ev000265 | token tokA read phi data at 03:12 Sunday UTC; its usual hours are Mon–Fri 09–17 UTC
         first_sensitive_access high n=1 evidence=ev000265..ev000265 | token tokA read phi data for the first time in 264 requests over 19 days (GET /v1/charts/{id})
         == new_network
-        new_network medium n=3 evidence=ev000265..ev000267 | token tokA read orders from 198.51.100.7 in 198.51.100.0/24, a network it never used in 264 requests over 15 days (usual: 10.0.0.0/24)
+        new_network medium n=3 evidence=ev000265..ev000267 | token tokA read orders from 198.51.100.7 in 198.51.100.0/24, a network it never used in 264 requests over 15 days (usual: 10.0.0.0/24), with a client it never used (python-requests/2.32.3)
         == concurrent_networks
-        new_network medium n=1 evidence=ev000265..ev000265 | token tokA read orders from 203.0.113.5 in 203.0.113.0/24, a network it never used in 264 requests over 15 days (usual: 10.0.0.0/24)
-        new_network medium n=1 evidence=ev000266..ev000266 | token tokA read orders from 198.51.100.9 in 198.51.100.0/24, a network it never used in 265 requests over 15 days (usual: 10.0.0.0/24, 203.0.113.0/24)
-        new_network medium n=1 evidence=ev000267..ev000267 | token tokA read orders from 192.0.2.44 in 192.0.2.0/24, a network it never used in 266 requests over 15 days (usual: 10.0.0.0/24, 203.0.113.0/24, 198.51.100.0/24)
+        new_network medium n=1 evidence=ev000265..ev000265 | token tokA read orders from 203.0.113.5 in 203.0.113.0/24, a network it never used in 264 requests over 15 days (usual: 10.0.0.0/24), one of two new networks within 30 days (the other: 198.51.100.0/24)
+        new_network medium n=1 evidence=ev000266..ev000266 | token tokA read orders from 198.51.100.9 in 198.51.100.0/24, a network it never used in 265 requests over 15 days (usual: 10.0.0.0/24, 203.0.113.0/24), one of two new networks within 30 days (the other: 203.0.113.0/24)
+        new_network medium n=1 evidence=ev000267..ev000267 | token tokA read orders from 192.0.2.44 in 192.0.2.0/24, a network it never used in 266 requests over 15 days (usual: 10.0.0.0/24, 203.0.113.0/24, 198.51.100.0/24), one of two new networks within 30 days (the other: 203.0.113.0/24)
         concurrent_networks high n=4 evidence=ev000265..ev000268 | token tokA was used from 4 places within 5 minutes (203.0.113.0/24, 198.51.100.0/24, 192.0.2.0/24, 10.0.0.0/24; 3 of them networks it does not use regularly); it normally uses at most 1
         == brute_force
         brute_force high n=30 evidence=ev000265..ev000294 | 30 bad credentials (malformed, mistyped or unknown tokens) from 203.0.113.0/24 within 5 minutes, from 4 addresses
@@ -350,6 +353,106 @@ fn a_new_token_is_judged_by_business_hours_named_with_their_days() {
         off_hours high n=1 evidence=ev000049..ev000049 | token tokN read phi data at 03:12 Wednesday UTC; outside business hours Mon–Fri 07–20 UTC (local Wed 03:12; the token has too little history of its own)
     "#]]
     .assert_eq(&show(&findings));
+}
+
+/// Two weeks of office traffic for tokA, then `more` on day 15 (a Monday of the third week).
+fn office_then(more: &[(i64, &str, &str, Option<&str>)]) -> Vec<Finding> {
+    office_then_with(&DetectConfig::default(), more)
+}
+
+fn office_then_with(config: &DetectConfig, more: &[(i64, &str, &str, Option<&str>)]) -> Vec<Finding> {
+    let mut g = Gen::new();
+    let mut events = Vec::new();
+    g.office("tokA", 15, &mut events);
+    for (t, ip, route, agent) in more {
+        let mut e = g.ev(15 * DAY + t, Some("tokA"), ip, route, "/v1/orders/1", Reason::Ok, &[]);
+        e.user_agent = agent.map(str::to_owned);
+        events.push(e);
+    }
+    run(config, &mut events)
+}
+
+#[test]
+fn new_network_holds_a_move_that_looks_like_the_owner() {
+    // The owner works from home for the first time: same client, same route, usual hours, and
+    // not back on the office network within four hours.
+    let home: Vec<(i64, &str, &str, Option<&str>)> =
+        (0..20).map(|k| (9 * 3600 + k * 900, "198.51.100.7", "GET /v1/orders/{id}", None)).collect();
+    let findings = office_then(&home);
+    assert!(findings.is_empty(), "{}", show(&findings));
+    // The next day at the office, and the day after at home again: still nothing.
+    let mut days = home.clone();
+    days.push((DAY + 10 * 3600, "10.0.0.1", "GET /v1/orders/{id}", None));
+    days.push((2 * DAY + 10 * 3600, "198.51.100.7", "GET /v1/orders/{id}", None));
+    let findings = office_then(&days);
+    assert!(findings.is_empty(), "{}", show(&findings));
+    // With no quiet days nothing is held: the move is reported.
+    let config = DetectConfig { new_network_quiet_days: 0, ..DetectConfig::default() };
+    let findings = office_then_with(&config, &home);
+    assert_eq!(findings.len(), 1, "{}", show(&findings));
+}
+
+#[test]
+fn new_network_reports_a_held_network_on_a_second_sign() {
+    // Back on the office network an hour after the new one was used: two parties at once. The
+    // finding carries the new network's events, gathered while it was held.
+    let findings = office_then(&[
+        (9 * 3600, "10.0.0.1", "GET /v1/orders/{id}", None),
+        (10 * 3600, "198.51.100.7", "GET /v1/orders/{id}", None),
+        (10 * 3600 + 60, "198.51.100.7", "GET /v1/orders/{id}", None),
+        (11 * 3600, "10.0.0.2", "GET /v1/orders/{id}", None),
+    ]);
+    expect![[r#"
+        new_network medium n=2 evidence=ev000266..ev000267 | token tokA read orders from 198.51.100.7 in 198.51.100.0/24, a network it never used in 265 requests over 15 days (usual: 10.0.0.0/24), going back and forth with 10.0.0.0/24 within 4 hours (two parties, not a move)
+    "#]]
+    .assert_eq(&show(&findings));
+    // Another client on the held network later that day.
+    let findings = office_then(&[
+        (9 * 3600, "198.51.100.7", "GET /v1/orders/{id}", None),
+        (14 * 3600, "198.51.100.7", "GET /v1/orders/{id}", Some("curl/8.5.0")),
+    ]);
+    expect![[r#"
+        new_network medium n=2 evidence=ev000265..ev000266 | token tokA read orders from 198.51.100.7 in 198.51.100.0/24, a network it never used in 264 requests over 15 days (usual: 10.0.0.0/24), with a client it never used (curl/8.5.0)
+    "#]]
+    .assert_eq(&show(&findings));
+    // A second new network within 30 days of a held one, and a route the token never called.
+    let findings = office_then(&[
+        (9 * 3600, "198.51.100.7", "GET /v1/orders/{id}", None),
+        (DAY + 9 * 3600, "203.0.113.9", "GET /v1/orders/{id}", None),
+        (2 * DAY + 9 * 3600, "192.0.2.9", "DELETE /v1/orders/{id}", None),
+    ]);
+    expect![[r#"
+        new_network medium n=1 evidence=ev000265..ev000265 | token tokA read orders from 198.51.100.7 in 198.51.100.0/24, a network it never used in 264 requests over 15 days (usual: 10.0.0.0/24), one of two new networks within 30 days (the other: 203.0.113.0/24)
+        new_network medium n=1 evidence=ev000266..ev000266 | token tokA read orders from 203.0.113.9 in 203.0.113.0/24, a network it never used in 265 requests over 16 days (usual: 10.0.0.0/24, 198.51.100.0/24), one of two new networks within 30 days (the other: 198.51.100.0/24)
+        new_network medium n=1 evidence=ev000267..ev000267 | token tokA read orders from 192.0.2.9 in 192.0.2.0/24, a network it never used in 266 requests over 17 days (usual: 10.0.0.0/24, 198.51.100.0/24, 203.0.113.0/24), calling DELETE /v1/orders/{id}, a route it never called, one of two new networks within 30 days (the other: 198.51.100.0/24)
+    "#]]
+    .assert_eq(&show(&findings));
+}
+
+#[test]
+fn off_hours_gives_the_evening_more_room_than_the_morning() {
+    // Office hours 09–17 UTC (last active hour 16): phi data read at 19:30 continues the day
+    // (three hours after), at 20:30 it does not; in the morning two hours (07:00) is the limit.
+    let at = |t: i64| {
+        let mut g = Gen::new();
+        let mut events = Vec::new();
+        g.office("tokA", 15, &mut events);
+        events.push(g.ev(
+            15 * DAY + t,
+            Some("tokA"),
+            "10.0.0.1",
+            "GET /v1/orders/{id}",
+            "/v1/orders/1",
+            Reason::Ok,
+            &["phi"],
+        ));
+        let findings = run(&DetectConfig::default(), &mut events);
+        findings.iter().filter(|f| f.kind == FindingType::OffHours).count()
+    };
+    assert_eq!(at(19 * 3600 + 1800), 0);
+    assert_eq!(at(20 * 3600 + 1800), 1);
+    assert_eq!(at(7 * 3600 + 1800), 0);
+    assert_eq!(at(6 * 3600 + 1800), 1);
 }
 
 // ---- The compliance harness: every detector, against the rules of docs/detectors.md ----

@@ -229,6 +229,9 @@ pub fn detect_config(config: &config::Config) -> anyhow::Result<detect::DetectCo
         dormant_days: u32::try_from(d.dormant_days).unwrap_or(u32::MAX),
         enumeration_min_ids: usize::try_from(d.enumeration_min_ids).unwrap_or(usize::MAX),
         volume_min_requests: d.volume_min_requests,
+        off_hours_evening_margin_hours: u8::try_from(d.off_hours_evening_margin_hours).unwrap_or(u8::MAX),
+        new_network_back_and_forth_s: i64::try_from(d.new_network_back_and_forth.as_secs()).unwrap_or(i64::MAX),
+        new_network_quiet_days: u32::try_from(d.new_network_quiet_days).unwrap_or(u32::MAX),
         ..detect::DetectConfig::default()
     })
 }

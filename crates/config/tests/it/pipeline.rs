@@ -42,6 +42,9 @@ fn defaults_with_nothing_given() {
         detect.dormant_days = 30
         detect.enumeration_min_ids = 50
         detect.volume_min_requests = 200
+        detect.off_hours_evening_margin_hours = 3
+        detect.new_network_back_and_forth = "4h"
+        detect.new_network_quiet_days = 30
         alerts.webhook_url = ""
         alerts.webhook_secret = ""
         alerts.webhook_min_severity = "medium"
@@ -127,6 +130,9 @@ max_body_bytes = 0x10000_0
         detect.dormant_days = 30
         detect.enumeration_min_ids = 50
         detect.volume_min_requests = 200
+        detect.off_hours_evening_margin_hours = 3
+        detect.new_network_back_and_forth = "4h"
+        detect.new_network_quiet_days = 30
         alerts.webhook_url = ""
         alerts.webhook_secret = ""
         alerts.webhook_min_severity = "medium"
@@ -181,6 +187,9 @@ log = { format = "json" }
         detect.dormant_days = 30
         detect.enumeration_min_ids = 50
         detect.volume_min_requests = 200
+        detect.off_hours_evening_margin_hours = 3
+        detect.new_network_back_and_forth = "4h"
+        detect.new_network_quiet_days = 30
         alerts.webhook_url = ""
         alerts.webhook_secret = ""
         alerts.webhook_min_severity = "medium"
@@ -244,6 +253,9 @@ max_lifetime = "30d"
         detect.dormant_days = 30
         detect.enumeration_min_ids = 50
         detect.volume_min_requests = 200
+        detect.off_hours_evening_margin_hours = 3
+        detect.new_network_back_and_forth = "4h"
+        detect.new_network_quiet_days = 30
         alerts.webhook_url = ""
         alerts.webhook_secret = ""
         alerts.webhook_min_severity = "medium"
@@ -306,6 +318,9 @@ level = "warn"
         detect.dormant_days = 30
         detect.enumeration_min_ids = 50
         detect.volume_min_requests = 200
+        detect.off_hours_evening_margin_hours = 3
+        detect.new_network_back_and_forth = "4h"
+        detect.new_network_quiet_days = 30
         alerts.webhook_url = ""
         alerts.webhook_secret = ""
         alerts.webhook_min_severity = "medium"
@@ -369,7 +384,7 @@ fn unknown_tokentrail_env_var() {
         ("tokentrail_listen", "lowercase is not ours"),
     ];
     expect![[r#"
-        env TOKENTRAIL_FROBNICATE: not a configuration variable; known: TOKENTRAIL_DATA_DIR, TOKENTRAIL_LISTEN, TOKENTRAIL_NODE, TOKENTRAIL_LOG_FORMAT, TOKENTRAIL_LOG_LEVEL, TOKENTRAIL_TOKENS_PREFIX, TOKENTRAIL_TOKENS_DEFAULT_LIFETIME, TOKENTRAIL_TOKENS_MAX_LIFETIME, TOKENTRAIL_TOKENS_MAX_ROTATION_GRACE, TOKENTRAIL_LIMITS_MAX_BODY_BYTES, TOKENTRAIL_LEDGER_DURABILITY, TOKENTRAIL_LEDGER_CHECKPOINT_INTERVAL, TOKENTRAIL_LEDGER_QUEUE_CAPACITY, TOKENTRAIL_POLICY, TOKENTRAIL_GATEWAY_UPSTREAM, TOKENTRAIL_GATEWAY_LISTEN, TOKENTRAIL_GATEWAY_CREDENTIAL_HEADER, TOKENTRAIL_GATEWAY_TRUSTED_PROXIES, TOKENTRAIL_GATEWAY_AUDIT_TIMEOUT, TOKENTRAIL_GATEWAY_FAILED_ATTEMPTS, TOKENTRAIL_DETECT_ENABLED, TOKENTRAIL_DETECT_REPLAY_DAYS, TOKENTRAIL_DETECT_MAX_KEYS, TOKENTRAIL_DETECT_MIN_HISTORY_EVENTS, TOKENTRAIL_DETECT_MIN_HISTORY_DAYS, TOKENTRAIL_DETECT_TRUSTED_NETWORKS, TOKENTRAIL_DETECT_OFF_HOURS_SENSITIVE_ONLY, TOKENTRAIL_DETECT_BUSINESS_HOURS, TOKENTRAIL_DETECT_TIMEZONE, TOKENTRAIL_DETECT_BRUTE_FORCE_THRESHOLD, TOKENTRAIL_DETECT_DORMANT_DAYS, TOKENTRAIL_DETECT_ENUMERATION_MIN_IDS, TOKENTRAIL_DETECT_VOLUME_MIN_REQUESTS, TOKENTRAIL_ALERTS_WEBHOOK_URL, TOKENTRAIL_ALERTS_WEBHOOK_SECRET, TOKENTRAIL_ALERTS_WEBHOOK_MIN_SEVERITY, TOKENTRAIL_ALERTS_SYSLOG, TOKENTRAIL_ALERTS_SYSLOG_MIN_SEVERITY, TOKENTRAIL_ALERTS_FILE, TOKENTRAIL_ALERTS_FILE_MIN_SEVERITY, TOKENTRAIL_REPORTS_WINDOW, TOKENTRAIL_REPORTS_UNUSED_FOR, TOKENTRAIL_REPORTS_MAX_SECRET_AGE  [config_unknown_key]
+        env TOKENTRAIL_FROBNICATE: not a configuration variable; known: TOKENTRAIL_DATA_DIR, TOKENTRAIL_LISTEN, TOKENTRAIL_NODE, TOKENTRAIL_LOG_FORMAT, TOKENTRAIL_LOG_LEVEL, TOKENTRAIL_TOKENS_PREFIX, TOKENTRAIL_TOKENS_DEFAULT_LIFETIME, TOKENTRAIL_TOKENS_MAX_LIFETIME, TOKENTRAIL_TOKENS_MAX_ROTATION_GRACE, TOKENTRAIL_LIMITS_MAX_BODY_BYTES, TOKENTRAIL_LEDGER_DURABILITY, TOKENTRAIL_LEDGER_CHECKPOINT_INTERVAL, TOKENTRAIL_LEDGER_QUEUE_CAPACITY, TOKENTRAIL_POLICY, TOKENTRAIL_GATEWAY_UPSTREAM, TOKENTRAIL_GATEWAY_LISTEN, TOKENTRAIL_GATEWAY_CREDENTIAL_HEADER, TOKENTRAIL_GATEWAY_TRUSTED_PROXIES, TOKENTRAIL_GATEWAY_AUDIT_TIMEOUT, TOKENTRAIL_GATEWAY_FAILED_ATTEMPTS, TOKENTRAIL_DETECT_ENABLED, TOKENTRAIL_DETECT_REPLAY_DAYS, TOKENTRAIL_DETECT_MAX_KEYS, TOKENTRAIL_DETECT_MIN_HISTORY_EVENTS, TOKENTRAIL_DETECT_MIN_HISTORY_DAYS, TOKENTRAIL_DETECT_TRUSTED_NETWORKS, TOKENTRAIL_DETECT_OFF_HOURS_SENSITIVE_ONLY, TOKENTRAIL_DETECT_BUSINESS_HOURS, TOKENTRAIL_DETECT_TIMEZONE, TOKENTRAIL_DETECT_BRUTE_FORCE_THRESHOLD, TOKENTRAIL_DETECT_DORMANT_DAYS, TOKENTRAIL_DETECT_ENUMERATION_MIN_IDS, TOKENTRAIL_DETECT_VOLUME_MIN_REQUESTS, TOKENTRAIL_DETECT_OFF_HOURS_EVENING_MARGIN_HOURS, TOKENTRAIL_DETECT_NEW_NETWORK_BACK_AND_FORTH, TOKENTRAIL_DETECT_NEW_NETWORK_QUIET_DAYS, TOKENTRAIL_ALERTS_WEBHOOK_URL, TOKENTRAIL_ALERTS_WEBHOOK_SECRET, TOKENTRAIL_ALERTS_WEBHOOK_MIN_SEVERITY, TOKENTRAIL_ALERTS_SYSLOG, TOKENTRAIL_ALERTS_SYSLOG_MIN_SEVERITY, TOKENTRAIL_ALERTS_FILE, TOKENTRAIL_ALERTS_FILE_MIN_SEVERITY, TOKENTRAIL_REPORTS_WINDOW, TOKENTRAIL_REPORTS_UNUSED_FOR, TOKENTRAIL_REPORTS_MAX_SECRET_AGE  [config_unknown_key]
         env TOKENTRAIL_LISTN: not a configuration variable (did you mean TOKENTRAIL_LISTEN?)  [config_unknown_key]
     "#]]
     .assert_eq(&run(None, &env, &[]));

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use ledger::event::Event;
 
-use super::{Bounded, History, allowed_access, day_of, secs, sensitive, what};
+use super::{Bounded, History, allowed_access, day_of, near_hours, secs, sensitive, what};
 use crate::{DetectConfig, Detector, Finding, FindingType, Open, Severity};
 
 /// History a token needs before the weekday it is used on counts (four weeks: every weekday
@@ -96,11 +96,6 @@ fn quiet(hours: u32) -> Option<(usize, usize)> {
     Some((best, best_len))
 }
 
-/// Circular distance in hours from `h` to the nearest hour in the mask (24 when empty).
-fn distance(hours: u32, h: usize) -> usize {
-    (0..=12).find(|d| hours & (1 << ((h + d) % 24)) != 0 || hours & (1 << ((h + 24 - d) % 24)) != 0).unwrap_or(24)
-}
-
 /// The UTC hour the token's own day starts at: the middle of its longest quiet stretch, so that
 /// the evening of someone west of UTC stays on the day it belongs to. 0 for a token active at
 /// every hour.
@@ -156,7 +151,8 @@ impl Detector for OffHours {
         let (hour, day) = hour_day(now);
         let margin = usize::from(config.off_hours_margin_hours);
         let hours = hours_of(&st.active);
-        let near_usual = distance(hours, hour) <= margin;
+        let evening = usize::from(config.off_hours_evening_margin_hours).max(margin);
+        let near_usual = near_hours(hours, hour, margin, evening);
         // Continuing the day's work: no gap longer than the margin since activity at usual hours.
         let continued = now.saturating_sub(st.last_usual) <= i64::from(config.off_hours_margin_hours) * 3600;
         let learned = st.history.enough(now, config);
@@ -272,10 +268,17 @@ mod tests {
         }
         assert_eq!(describe(&a), "Mon–Fri 08–18 UTC");
         let h = hours_of(&a);
-        assert_eq!(distance(h, 3), 5);
-        assert_eq!(distance(h, 19), 2);
-        assert_eq!(distance(h, 12), 0);
-        assert_eq!(distance(0, 12), 24);
+        // Two hours before the first active hour (08), three after the last (17).
+        assert!(near_hours(h, 12, 2, 3));
+        assert!(near_hours(h, 6, 2, 3));
+        assert!(!near_hours(h, 5, 2, 3));
+        assert!(near_hours(h, 20, 2, 3));
+        assert!(!near_hours(h, 21, 2, 3));
+        assert!(!near_hours(h, 3, 2, 3));
+        assert!(!near_hours(0, 12, 2, 3));
+        // Across midnight: active 22–23, 02:00 is three hours after.
+        assert!(near_hours(1 << 23, 2, 2, 3));
+        assert!(!near_hours(1 << 23, 3, 2, 3));
     }
 
     #[test]

@@ -49,27 +49,16 @@ fn every_injected_misuse_is_detected() {
     assert!(r.score.missed.is_empty());
 }
 
-/// Detectors that meet the goal on the CI trace (no false positive at all) must keep meeting it.
-#[test]
-fn detectors_within_the_goal_stay_there() {
-    let r = run();
-    for kind in FindingType::ALL.into_iter().filter(|k| *k != FindingType::NewNetwork) {
-        assert_eq!(r.score.of(kind).false_positives, 0, "{}: {:#?}", kind.as_str(), r.score.false_positives);
-    }
-}
-
-/// The goal of issue 6 is at most 1 false positive per 1,000 token-days. The CI trace is not
-/// there yet: `new_network` reports a person's first use of a network only they use (home, or a
-/// VPN egress no other token of this small trace has used on two days) once the baseline has
-/// formed, which nothing in the traffic tells apart from a stolen token used with the victim's
-/// own client (docs/evaluation.md, "What remains"). This asserts the level reached, so that it
-/// can only go down: one such false positive, 2.2 per 1,000 token-days.
+/// The goal of issue 6 is at most 1 false positive per 1,000 token-days; the CI trace has none at
+/// all (docs/evaluation.md), and every detector must keep it that way.
 #[test]
 fn false_positives_meet_the_goal() {
     let r = run();
     assert!(r.score.token_days >= 450, "{}", r.score.token_days);
-    assert!(r.score.of(FindingType::NewNetwork).false_positives <= 1, "{:#?}", r.score.false_positives);
-    assert!(r.score.fp_rate() <= 2.3, "{:.2} false positives per 1,000 token-days", r.score.fp_rate());
+    for kind in FindingType::ALL {
+        assert_eq!(r.score.of(kind).false_positives, 0, "{}: {:#?}", kind.as_str(), r.score.false_positives);
+    }
+    assert!(r.score.fp_rate() == 0.0, "{:.2} false positives per 1,000 token-days", r.score.fp_rate());
 }
 
 #[test]
