@@ -14,7 +14,7 @@
 //! whole, as a pipe always is.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::io::BufRead;
 
 use detect::{DetectConfig, Detection, Finding};
@@ -60,28 +60,6 @@ fn read<R: BufRead>(input: R, each: &mut dyn FnMut(u64, Option<u64>, Event) -> b
     Ok(true)
 }
 
-/// Findings in order of first emission, each as last emitted (what `detect::run` returns).
-#[derive(Default)]
-struct Collect {
-    order: Vec<String>,
-    latest: HashMap<String, Finding>,
-}
-
-impl Collect {
-    fn add(&mut self, found: Vec<Finding>) {
-        for f in found {
-            if !self.latest.contains_key(&f.id) {
-                self.order.push(f.id.clone());
-            }
-            self.latest.insert(f.id.clone(), f);
-        }
-    }
-
-    fn finish(mut self) -> Vec<Finding> {
-        self.order.into_iter().filter_map(|id| self.latest.remove(&id)).collect()
-    }
-}
-
 /// The streamed pass; `Ok(None)` when the file is not ordered closely enough.
 ///
 /// One event at a time: each one read, the least held one is observed and dropped once more
@@ -89,7 +67,7 @@ impl Collect {
 /// large simulated trace, within the shared machine's noise.)
 pub fn stream<R: BufRead>(input: R, config: &DetectConfig, window: usize) -> Result<Option<Vec<Finding>>, BadLine> {
     let mut d = Detection::new(config);
-    let mut out = Collect::default();
+    let mut out = detect::Collected::default();
     // Events wait in `slots`; the heap orders their keys (moving a key, not an event).
     let mut slots: Vec<Option<Event>> = Vec::new();
     let mut free: Vec<usize> = Vec::new();

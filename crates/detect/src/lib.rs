@@ -318,17 +318,37 @@ impl Detection {
 pub fn run(config: &DetectConfig, events: &mut [Event]) -> Vec<Finding> {
     events.sort_by_key(|e| (e.time, e.seq));
     let mut d = Detection::new(config);
-    let mut order: Vec<String> = Vec::new();
-    let mut latest: std::collections::HashMap<String, Finding> = std::collections::HashMap::new();
+    let mut found = Collected::default();
     for e in events.iter() {
-        for f in d.observe(e) {
-            if !latest.contains_key(&f.id) {
-                order.push(f.id.clone());
+        found.add(d.observe(e));
+    }
+    found.finish()
+}
+
+/// Findings as [`Detection::observe`] emits them, merged: one per id, in the order each was
+/// first emitted, each in the state it was last emitted in (a finding is emitted again as it
+/// grows).
+#[derive(Debug, Default)]
+pub struct Collected {
+    order: Vec<String>,
+    latest: std::collections::HashMap<String, Finding>,
+}
+
+impl Collected {
+    /// Adds what one `observe` emitted.
+    pub fn add(&mut self, found: Vec<Finding>) {
+        for f in found {
+            if !self.latest.contains_key(&f.id) {
+                self.order.push(f.id.clone());
             }
-            latest.insert(f.id.clone(), f);
+            self.latest.insert(f.id.clone(), f);
         }
     }
-    order.into_iter().filter_map(|id| latest.remove(&id)).collect()
+
+    /// The merged findings, in order of first emission.
+    pub fn finish(mut self) -> Vec<Finding> {
+        self.order.into_iter().filter_map(|id| self.latest.remove(&id)).collect()
+    }
 }
 
 #[cfg(test)]

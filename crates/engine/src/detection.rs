@@ -3,7 +3,6 @@
 //! after a restart by replaying the recent ledger (detectors are deterministic, so the replay
 //! reproduces the same state and the same finding ids, which the store merges).
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use detect::{DetectConfig, Detection, Finding};
@@ -111,19 +110,13 @@ impl Engine {
         if page.items.is_empty() {
             return Ok(Vec::new());
         }
-        let mut latest: HashMap<String, Finding> = HashMap::new();
-        let mut order = Vec::new();
+        let mut found = detect::Collected::default();
         let mut last = *position;
         for e in &page.items {
-            for f in detection.observe(e) {
-                if !latest.contains_key(&f.id) {
-                    order.push(f.id.clone());
-                }
-                latest.insert(f.id.clone(), f);
-            }
+            found.add(detection.observe(e));
             last = e.seq.map_or(last, |s| s as i64);
         }
-        let records: Vec<FindingRecord> = order.iter().filter_map(|id| latest.get(id)).map(record_of).collect();
+        let records: Vec<FindingRecord> = found.finish().iter().map(record_of).collect();
         let changes = self.store.upsert_findings(&records)?;
         self.store.meta_set(POSITION, &last.to_string())?;
         *position = last;

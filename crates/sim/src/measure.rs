@@ -7,7 +7,6 @@
 //! less an estimate of the findings' size, divided by the keys tracked at the peak, is the
 //! bytes a tracked key costs (an upper bound: the allocator keeps freed memory).
 
-use std::collections::HashMap;
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 
@@ -99,8 +98,7 @@ pub fn detect_ndjson(reader: impl BufRead, config: &DetectConfig) -> Result<Meas
     let mut m = Measured { rss_before: proc_status("VmRSS"), ..Measured::default() };
     let cpu_before = thread_cpu();
     let mut d = Detection::new(config);
-    let mut order: Vec<String> = Vec::new();
-    let mut latest: HashMap<String, Finding> = HashMap::new();
+    let mut collected = detect::Collected::default();
     let mut line = String::new();
     let mut peak = 0;
     let mut n_line = 0u64;
@@ -121,12 +119,7 @@ pub fn detect_ndjson(reader: impl BufRead, config: &DetectConfig) -> Result<Meas
         m.parse += t1 - t0;
         m.detect += t2 - t1;
         m.events += 1;
-        for f in found {
-            if !latest.contains_key(&f.id) {
-                order.push(f.id.clone());
-            }
-            latest.insert(f.id.clone(), f);
-        }
+        collected.add(found);
         if m.events.is_multiple_of(50_000) {
             let keys: Vec<(&'static str, usize)> = d.state().into_iter().map(|(n, k, _)| (n, k)).collect();
             let total: usize = keys.iter().map(|(_, k)| k).sum();
@@ -143,7 +136,7 @@ pub fn detect_ndjson(reader: impl BufRead, config: &DetectConfig) -> Result<Meas
     m.cpu = thread_cpu().zip(cpu_before).map(|(after, before)| after.saturating_sub(before));
     m.rss_after = proc_status("VmRSS");
     m.rss_peak = proc_status("VmHWM");
-    m.findings = order.into_iter().filter_map(|id| latest.remove(&id)).collect();
+    m.findings = collected.finish();
     Ok(m)
 }
 
