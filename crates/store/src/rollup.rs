@@ -307,11 +307,12 @@ pub(crate) fn covered(c: &Connection) -> Result<i64> {
 
 /// Records that the rollup covers positions `0..size`.
 pub(crate) fn set_covered(c: &Connection, size: i64) -> Result<()> {
-    c.execute(
+    // Every append runs this: keep the statement prepared.
+    c.prepare_cached(
         "INSERT INTO meta (key, value) VALUES ('rollup_size', ?1) \
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        [size.to_string()],
     )
+    .and_then(|mut stmt| stmt.execute([size.to_string()]))
     .map_err(crate::sqlite::classify)?;
     Ok(())
 }

@@ -1233,9 +1233,9 @@ impl Store for SqliteStore {
     fn stats(&self, q: &EventQuery, group_by: crate::GroupBy, limit: u32) -> Result<Vec<crate::StatRow>> {
         use crate::GroupBy as G;
         use crate::rollup::DAY_US;
-        // The group key over columns of `e` (the event, or the rollup cell) and `p` (its
-        // personal values; the rollup cell itself).
-        let key = |p: &str| match group_by {
+        // The group key over columns of `e` (the event, or the rollup's combination), `p` (its
+        // personal values; the combination itself) and the expression of its UTC day.
+        let key = |p: &str, day: &str| match group_by {
             G::Token => "COALESCE(e.token_id, e.token_fingerprint)".to_owned(),
             G::Owner => format!("{p}.owner"),
             G::Route => "e.route".to_owned(),
@@ -1249,7 +1249,7 @@ impl Store for SqliteStore {
                  ELSE hex(substr({p}.ip_bin, 1, 6)) END"
             ),
             G::Hour => "(e.time_us / 3600000000)".to_owned(),
-            G::Day => "(e.time_us / 86400000000)".to_owned(),
+            G::Day => day.to_owned(),
         };
         let order = match group_by {
             G::Hour | G::Day => "k ASC",
@@ -1269,7 +1269,7 @@ impl Store for SqliteStore {
             let mut sql = format!(
                 "SELECT {} AS k, p.source_ip AS ip, 1 AS n, e.decision = 'allow' AS a, e.decision = 'deny' AS d, \
                  COALESCE(e.bytes_out, 0) AS b FROM events e LEFT JOIN event_personal p ON p.seq = e.seq WHERE 1 = 1",
-                key("p")
+                key("p", "(e.time_us / 86400000000)")
             );
             for (bound, op) in [(lo, ">="), (hi, "<")] {
                 if let Some(v) = bound {
@@ -1309,7 +1309,7 @@ impl Store for SqliteStore {
                 "SELECT {} AS k, e.source_ip AS ip, r.n AS n, CASE WHEN e.decision = 'allow' THEN r.n ELSE 0 END AS a, \
                  CASE WHEN e.decision = 'deny' THEN r.n ELSE 0 END AS d, r.bytes AS b \
                  FROM ({inner}) r JOIN rollup_dims e ON e.id = r.dim",
-                key("e").replace("(e.time_us / 86400000000)", "r.day")
+                key("e", "r.day")
             );
             parts.push(sql);
         } else {
