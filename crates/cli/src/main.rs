@@ -1124,34 +1124,29 @@ fn ingest_offline(args: &IngestArgs) -> anyhow::Result<()> {
             .map(std::io::BufReader::new)
             .map_err(|e| format!("cannot read {}: {e}", file.display()))
     };
-    // Every file is checked before any is written: a bad line anywhere leaves the ledger as it was.
-    let mut bad: Vec<std::collections::HashSet<u64>> = Vec::new();
-    let mut total = proto::IngestResult { ingested: 0, skipped: 0, errors: Vec::new() };
-    for file in &args.files {
-        let (_, errors) = server::ingest::check(open(file).map_err(|e| anyhow!(e))?, engine.store(), &mut |n| {
-            progress_line("checked", n)
-        })
-        .map_err(|m| anyhow!("{}: {m}", file.display()))?;
-        if !errors.is_empty() && !args.skip_invalid {
-            let n = errors.len();
-            return Err(invalid_lines(file, &errors, n));
+    // One pass and one transaction over every file: a bad line anywhere leaves the ledger as it
+    // was (the server is stopped, so nothing else waits for the transaction).
+    let inputs = args.files.iter().map(|f| open(f)).collect::<Result<Vec<_>, _>>().map_err(|e| anyhow!(e))?;
+    let mut new_id = || engine::event_id(engine.now()).map_err(|e| e.to_string());
+    let options = server::ingest::Options { skip_invalid: args.skip_invalid };
+    let total = server::ingest::ingest_exclusive(inputs, engine.store(), options, &mut new_id, &mut |n| {
+        progress_line("ingested", n)
+    })
+    .map_err(|(k, failure)| {
+        let file = k.and_then(|k| args.files.get(k));
+        match (failure, file) {
+            (server::ingest::IngestFailure::Invalid { errors, total }, Some(file)) => {
+                invalid_lines(file, &errors, total)
+            }
+            (server::ingest::IngestFailure::Invalid { total, .. }, None) => {
+                anyhow!("{total} bad lines; nothing was ingested")
+            }
+            (server::ingest::IngestFailure::Io(m), Some(file)) => {
+                anyhow!("{}: {m}; nothing was ingested", file.display())
+            }
+            (server::ingest::IngestFailure::Io(m), None) => anyhow!("{m}; nothing was ingested"),
         }
-        bad.push(errors.iter().map(|e| e.line).collect());
-        total.skipped += errors.len() as u64;
-        total.errors.extend(errors);
-    }
-    for (file, bad) in args.files.iter().zip(&bad) {
-        let mut new_id = || engine::event_id(engine.now()).map_err(|e| e.to_string());
-        let mut append = |batch: Vec<ledger::event::Event>| {
-            let mut batch = batch;
-            engine.store().append(&mut batch).map_err(|e| e.to_string())
-        };
-        let n = server::ingest::append(open(file).map_err(|e| anyhow!(e))?, bad, &mut new_id, &mut append, &mut |n| {
-            progress_line("ingested", n)
-        })
-        .map_err(|m| anyhow!("{}: {m}", file.display()))?;
-        total.ingested += n;
-    }
+    })?;
     progress_line("done:", 0);
     engine.checkpoint().map_err(|e| anyhow!("{e}"))?;
     report_ingest(&total, Format::Table)

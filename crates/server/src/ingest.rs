@@ -4,7 +4,8 @@
 //! Two passes over the input: the first parses and checks every line (schema, reason codes,
 //! times, ids unique in the input and in the ledger) and lists every bad line with its number;
 //! only when nothing is wrong (or bad lines are to be skipped) does the second pass append, in
-//! batches. A bad line therefore never leaves a partly ingested file behind. Memory stays
+//! batches, parsing on a second thread while the store writes. A bad line therefore never leaves
+//! a partly ingested file behind. Memory stays
 //! constant in the number of lines, apart from 16 bytes per line that carries its own id.
 //!
 //! [`parse_line`] is the one reader of such a line; the offline `tokentrail detect` and the
@@ -336,45 +337,79 @@ pub fn check<R: BufRead>(
     Ok((lines, errors))
 }
 
+/// Events the reader hands over at a time: small, so that the reader's lead costs little memory.
+const CHUNK: usize = 4096;
+
 /// Appends every good line (skipping the `bad` ones) in batches through `append`, assigning ids
 /// where absent. Returns how many were appended.
-pub fn append<R: BufRead>(
+///
+/// Lines are read and parsed on a second thread while this one appends, so parsing and the
+/// store's writes overlap; the reader stays at most two chunks ahead of the batch being built.
+pub fn append<R: BufRead + Send>(
     input: R,
     bad: &HashSet<u64>,
     new_id: &mut dyn FnMut() -> Result<String, String>,
     append: &mut dyn FnMut(Vec<Event>) -> Result<(), String>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<u64, String> {
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut total = 0u64;
-    let mut input = Lines::new(input);
-    while let Some((n, line)) = input.next() {
-        let line = line.map_err(|e| format!("line {n}: cannot read: {e}"))?;
-        if line.trim().is_empty() || bad.contains(&n) {
-            continue;
+    type Chunk = Result<Vec<(Option<String>, Event)>, String>;
+    std::thread::scope(|scope| {
+        let (send, chunks) = std::sync::mpsc::sync_channel::<Chunk>(2);
+        scope.spawn(move || {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            let mut input = Lines::new(input);
+            while let Some((n, line)) = input.next() {
+                let parsed = match line {
+                    Err(e) => Err(format!("line {n}: cannot read: {e}")),
+                    Ok(line) if line.trim().is_empty() || bad.contains(&n) => continue,
+                    Ok(line) => parse(line).map_err(|m| format!("line {n} changed while ingesting: {m}")),
+                };
+                match parsed {
+                    Ok(p) => chunk.push(p),
+                    Err(m) => {
+                        let _ = send.send(Err(m));
+                        return;
+                    }
+                }
+                if chunk.len() >= CHUNK
+                    && send.send(Ok(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))).is_err()
+                {
+                    // The appender stopped (it failed): nothing more to do.
+                    return;
+                }
+            }
+            if !chunk.is_empty() {
+                let _ = send.send(Ok(chunk));
+            }
+        });
+        // Leaving early drops `chunks`, which ends the reader at its next send.
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut total = 0u64;
+        for chunk in chunks {
+            for (id, mut e) in chunk? {
+                e.id = match id {
+                    Some(id) => id,
+                    None => new_id()?,
+                };
+                batch.push(e);
+            }
+            if batch.len() >= BATCH {
+                total += batch.len() as u64;
+                append(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))?;
+                progress(total);
+            }
         }
-        let (id, mut e) = parse(line).map_err(|m| format!("line {n} changed while ingesting: {m}"))?;
-        e.id = match id {
-            Some(id) => id,
-            None => new_id()?,
-        };
-        batch.push(e);
-        if batch.len() >= BATCH {
+        if !batch.is_empty() {
             total += batch.len() as u64;
-            append(std::mem::take(&mut batch))?;
+            append(batch)?;
             progress(total);
         }
-    }
-    if !batch.is_empty() {
-        total += batch.len() as u64;
-        append(batch)?;
-        progress(total);
-    }
-    Ok(total)
+        Ok(total)
+    })
 }
 
 /// The whole ingest over an input that can be read twice.
-pub fn run<R: BufRead>(
+pub fn run<R: BufRead + Send>(
     open: &mut dyn FnMut() -> Result<R, String>,
     store: &dyn Store,
     options: Options,
@@ -397,6 +432,172 @@ pub fn run<R: BufRead>(
     Ok(IngestResult { ingested, skipped: errors.len() as u64, errors })
 }
 
+/// A line's number and its event (and id), or what is wrong with it.
+type ParsedLine = (u64, Result<(Option<String>, Event), String>);
+
+/// What the reader thread of [`ingest_exclusive`] hands over.
+enum Read {
+    /// Parsed lines of input `.0`.
+    Lines(usize, Vec<ParsedLine>),
+    /// Input `.0` could not be read.
+    Failed(usize, String),
+}
+
+/// The offline ingest (`tokentrail ingest --data-dir`): every input in one pass and one
+/// transaction, into a store that is this ingest's alone (the server stopped).
+///
+/// Lines are read and parsed on a second thread. Ids are checked as they come, against the
+/// lines before them (in every input) and the ledger, and good lines are appended in batches of
+/// one transaction ([`Store::append_all`]), which commits only at the end: a bad line (unless
+/// skipped) or a failure anywhere stores nothing. After the first bad line nothing more is
+/// appended, but the rest is still read so that every bad line is listed. Against [`run`]'s
+/// two passes this parses each line once and commits once; the price is that other writers
+/// wait until the end, which is why it is for a stopped server only.
+///
+/// A failure names the input it is about (its index in `inputs`), when it is about one.
+pub fn ingest_exclusive<R: BufRead + Send>(
+    inputs: Vec<R>,
+    store: &dyn Store,
+    options: Options,
+    new_id: &mut dyn FnMut() -> Result<String, String>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<IngestResult, (Option<usize>, IngestFailure)> {
+    std::thread::scope(|scope| {
+        let (send, reads) = std::sync::mpsc::sync_channel::<Read>(2);
+        scope.spawn(move || {
+            for (k, input) in inputs.into_iter().enumerate() {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                let mut lines = Lines::new(input);
+                while let Some((n, line)) = lines.next() {
+                    match line {
+                        Err(e) => {
+                            let _ = send.send(Read::Failed(k, format!("line {n}: cannot read: {e}")));
+                            return;
+                        }
+                        Ok(line) if line.trim().is_empty() => continue,
+                        Ok(line) => chunk.push((n, parse(line))),
+                    }
+                    if chunk.len() >= CHUNK
+                        && send.send(Read::Lines(k, std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))).is_err()
+                    {
+                        return;
+                    }
+                }
+                if !chunk.is_empty() && send.send(Read::Lines(k, chunk)).is_err() {
+                    return;
+                }
+            }
+        });
+
+        let mut seen: HashSet<[u8; 16]> = HashSet::new();
+        let mut errors: Vec<(usize, LineError)> = Vec::new();
+        let mut fatal: Option<(Option<usize>, String)> = None;
+        let mut batch: Vec<Event> = Vec::with_capacity(BATCH);
+        let mut handed = 0u64;
+        let mut ended = false;
+        let mut next = || -> store::Batch {
+            if ended {
+                return store::Batch::End;
+            }
+            // Appending stops at the first fatal failure, or bad line unless bad lines are skipped.
+            let stopped =
+                |fatal: &Option<_>, errors: &Vec<_>| fatal.is_some() || (!errors.is_empty() && !options.skip_invalid);
+            loop {
+                let Ok(read) = reads.recv() else {
+                    ended = true;
+                    if stopped(&fatal, &errors) {
+                        return store::Batch::Abort;
+                    }
+                    handed += batch.len() as u64;
+                    progress(handed);
+                    return store::Batch::Events(std::mem::take(&mut batch));
+                };
+                let (k, lines) = match read {
+                    Read::Lines(k, lines) => (k, lines),
+                    Read::Failed(k, m) => {
+                        fatal = Some((Some(k), m));
+                        ended = true;
+                        return store::Batch::Abort;
+                    }
+                };
+                let mut good = Vec::with_capacity(lines.len());
+                for (n, parsed) in lines {
+                    match parsed {
+                        Err(m) => errors.push((k, LineError { line: n, message: m })),
+                        Ok((Some(id), _)) if !seen.insert(id_key(&id)) => errors.push((
+                            k,
+                            LineError { line: n, message: format!("id: {id:?} appears twice in the input") },
+                        )),
+                        Ok(p) => good.push((n, p)),
+                    }
+                }
+                let ids: Vec<String> = good.iter().filter_map(|(_, (id, _))| id.clone()).collect();
+                let existing = match store.existing_ids(&ids) {
+                    Ok(found) => found,
+                    Err(e) => {
+                        fatal = Some((None, e.to_string()));
+                        ended = true;
+                        return store::Batch::Abort;
+                    }
+                };
+                for (n, (id, mut e)) in good {
+                    if let Some(id) = id.as_ref().filter(|id| existing.contains(*id)) {
+                        errors
+                            .push((k, LineError { line: n, message: format!("id: {id:?} is already in the ledger") }));
+                        continue;
+                    }
+                    if stopped(&fatal, &errors) {
+                        continue;
+                    }
+                    e.id = match id {
+                        Some(id) => id,
+                        None => match new_id() {
+                            Ok(id) => id,
+                            Err(m) => {
+                                fatal = Some((None, m));
+                                ended = true;
+                                return store::Batch::Abort;
+                            }
+                        },
+                    };
+                    batch.push(e);
+                }
+                if stopped(&fatal, &errors) {
+                    batch.clear();
+                } else if batch.len() >= BATCH {
+                    handed += batch.len() as u64;
+                    progress(handed);
+                    return store::Batch::Events(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                }
+            }
+        };
+        let stored = store.append_all(&mut next);
+        // The reader may still be reading (after an early end): without `reads`, its next send
+        // fails and it stops, so the scope can end.
+        drop(reads);
+        errors.sort_by_key(|(k, e)| (*k, e.line));
+        match stored {
+            Err(e) => Err((None, IngestFailure::Io(e.to_string()))),
+            Ok(Some(ingested)) => Ok(IngestResult {
+                ingested,
+                skipped: errors.len() as u64,
+                errors: errors.into_iter().map(|(_, e)| e).collect(),
+            }),
+            Ok(None) => match fatal {
+                Some((k, m)) => Err((k, IngestFailure::Io(m))),
+                None => {
+                    let k = errors.first().map_or(0, |(k, _)| *k);
+                    let mut listed: Vec<LineError> =
+                        errors.into_iter().filter(|(i, _)| *i == k).map(|(_, e)| e).collect();
+                    let total = listed.len();
+                    listed.truncate(MAX_LISTED);
+                    Err((Some(k), IngestFailure::Invalid { errors: listed, total }))
+                }
+            },
+        }
+    })
+}
+
 /// Why an ingest stored nothing (or, for `Io` during the second pass, stopped).
 #[derive(Debug)]
 pub enum IngestFailure {
@@ -414,6 +615,103 @@ pub enum IngestFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An ingestable line: event `id` (none: one is assigned) at second `i` of a day.
+    fn line(id: Option<&str>, i: usize) -> String {
+        let id = id.map(|id| format!(r#""id":"{id}","#)).unwrap_or_default();
+        format!(
+            r#"{{{id}"time":"2026-03-01T{:02}:{:02}:{:02}Z","reason":"ok","token_id":"tk_{}","source_ip":"10.0.0.{}"}}"#,
+            i / 3600 % 24,
+            i / 60 % 60,
+            i % 60,
+            i % 7,
+            i % 250
+        )
+    }
+
+    fn ids(store: &store::SqliteStore) -> Vec<String> {
+        let q = store::EventQuery { order: store::Order::Asc, limit: 1000, ..Default::default() };
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store.list_events(&store::EventQuery { after, ..q.clone() }).expect("list");
+            out.extend(page.items.into_iter().map(|e| e.id));
+            match page.next {
+                Some(n) => after = Some(n),
+                None => return out,
+            }
+        }
+    }
+
+    fn exclusive(
+        store: &store::SqliteStore,
+        inputs: &[String],
+        skip_invalid: bool,
+    ) -> Result<IngestResult, (Option<usize>, IngestFailure)> {
+        let mut n = 0;
+        let mut new_id = || {
+            n += 1;
+            Ok(format!("assigned-{n}"))
+        };
+        let inputs = inputs.iter().map(|t| std::io::Cursor::new(t.as_bytes())).collect();
+        ingest_exclusive(inputs, store, Options { skip_invalid }, &mut new_id, &mut |_| {})
+    }
+
+    #[test]
+    fn the_exclusive_ingest_stores_every_file_or_nothing_and_lists_every_bad_line() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = store::SqliteStore::open(&dir.path().join("t.db")).expect("open");
+        let mut seed = vec![Event::new(
+            "kept".into(),
+            "2026-03-01T00:00:00Z".parse().expect("time"),
+            ledger::event::Kind::Access,
+            "x",
+            token::Reason::Ok,
+        )];
+        store.append(&mut seed).expect("append");
+
+        // More lines than a chunk, with ids and without: bad lines past the first chunk, an id
+        // repeated across files, and one already in the ledger.
+        let first: Vec<String> = (0..CHUNK + 500).map(|i| line((i % 3 != 0).then_some(&*format!("a{i}")), i)).collect();
+        let mut second: Vec<String> = (0..20).map(|i| line(Some(&format!("b{i}")), i)).collect();
+        second[3] = line(Some("a1"), 3);
+        second[7] = "{not json".to_owned();
+        second[11] = line(Some("kept"), 11);
+        second[15] = r#"{"time":"yesterday","reason":"ok"}"#.to_owned();
+        let inputs = [first.join("\n"), format!("{}\n\n", second.join("\n"))];
+        match exclusive(&store, &inputs, false) {
+            Err((Some(1), IngestFailure::Invalid { errors, total })) => {
+                let lines: Vec<u64> = errors.iter().map(|e| e.line).collect();
+                assert_eq!((lines, total), (vec![4, 8, 12, 16], 4));
+                assert!(errors[0].message.contains("appears twice"), "{:?}", errors[0]);
+                assert!(errors[2].message.contains("already in the ledger"), "{:?}", errors[2]);
+            }
+            other => panic!("expected the second file's bad lines, got {other:?}"),
+        }
+        assert_eq!(ids(&store), ["kept"], "a failed ingest stores nothing, not even the good first file");
+
+        // A bad line deep in the first file fails it, with its number.
+        let mut bad_first = first.clone();
+        bad_first[CHUNK + 100] = "[]".to_owned();
+        match exclusive(&store, &[bad_first.join("\n")], false) {
+            Err((Some(0), IngestFailure::Invalid { errors, total: 1 })) => {
+                assert_eq!(errors[0].line, CHUNK as u64 + 101);
+            }
+            other => panic!("expected one bad line, got {other:?}"),
+        }
+        assert_eq!(ids(&store), ["kept"]);
+
+        // Skipping: every good line, in order, the bad ones listed.
+        let r = exclusive(&store, &inputs, true).expect("ingest");
+        assert_eq!((r.ingested, r.skipped), (CHUNK as u64 + 500 + 16, 4));
+        let stored = ids(&store);
+        assert_eq!(stored.len(), 1 + CHUNK + 500 + 16);
+        assert_eq!(&stored[..4], ["kept", "assigned-1", "a1", "a2"]);
+        assert_eq!(&stored[stored.len() - 2..], ["b18", "b19"]);
+        assert!(!stored.contains(&"b3".to_owned()) && stored.contains(&"b4".to_owned()));
+        let tree = ledger::merkle::nodes_for_root(stored.len() as u64);
+        assert_eq!(store.tree_nodes(&tree).expect("nodes").len(), tree.len(), "the tree covers every event");
+    }
 
     /// The reader before it borrowed: `proto::IngestEvent` through serde, then the same checks.
     /// The borrowing reader must agree with it on every line, errors included.

@@ -277,6 +277,44 @@ pub(crate) fn builds_the_merkle_tree_as_it_appends(store: &dyn Store) {
     }
 }
 
+pub(crate) fn appends_a_bulk_load_whole_or_not_at_all(store: &dyn Store) {
+    use crate::Batch;
+    let batch = |prefix: &str, n: usize| -> Vec<Event> {
+        (0..n).map(|i| access_event(&format!("{prefix}{i}"), Some("tok1"), Reason::Ok)).collect()
+    };
+    store.append(&mut batch("first-", 2)).unwrap();
+    let root = stored_root(store);
+    // Given up after two batches: none of them is stored, and the tree is as it was.
+    let mut given = vec![Batch::Events(batch("x", 3)), Batch::Events(batch("y", 2)), Batch::Abort].into_iter();
+    assert_eq!(store.append_all(&mut || given.next().unwrap_or(Batch::End)).unwrap(), None);
+    assert_eq!(store.event_count().unwrap(), 2);
+    assert!(store.get_event("x0").unwrap().is_none());
+    assert_eq!(stored_root(store), root);
+    // A batch that cannot be appended fails the whole load.
+    let mut given = vec![Batch::Events(batch("z", 2)), Batch::Events(batch("first-", 1)), Batch::End].into_iter();
+    let dup = store.append_all(&mut || given.next().unwrap_or(Batch::End));
+    assert!(matches!(dup, Err(StoreError::Duplicate(_))), "{dup:?}");
+    assert_eq!(store.event_count().unwrap(), 2);
+    assert!(store.get_event("z0").unwrap().is_none());
+    // Every batch, an empty one among them, in order; the log and its tree continue after it.
+    let mut given =
+        vec![Batch::Events(batch("a", 3)), Batch::Events(Vec::new()), Batch::Events(batch("b", 4))].into_iter();
+    assert_eq!(store.append_all(&mut || given.next().unwrap_or(Batch::End)).unwrap(), Some(7));
+    store.append(&mut batch("last-", 1)).unwrap();
+    let ids = store
+        .list_events(&EventQuery { order: Order::Asc, ..Default::default() })
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| format!("{}@{}", e.id, e.seq.unwrap()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_eq!(ids, "first-0@0 first-1@1 a0@2 a1@3 a2@4 b0@5 b1@6 b2@7 b3@8 last-0@9");
+    assert_eq!(stored_root(store), recompute(store).root());
+    let stats = store.stats(&EventQuery::default(), crate::GroupBy::Token, 10).unwrap();
+    assert_eq!(stats.iter().map(|r| r.count).sum::<u64>(), 10, "the rollup counts the bulk load: {stats:?}");
+}
+
 pub(crate) fn keeps_personal_values_beside_the_leaf_and_erases_them(store: &dyn Store) {
     let mut a = access_event("a", Some("tok1"), Reason::Ok);
     a.owner = Some("alice@example.com".into());
@@ -715,6 +753,11 @@ macro_rules! suite {
         fn builds_the_merkle_tree_as_it_appends() {
             let (_guard, store) = $make;
             $crate::conformance::builds_the_merkle_tree_as_it_appends(&store);
+        }
+        #[test]
+        fn appends_a_bulk_load_whole_or_not_at_all() {
+            let (_guard, store) = $make;
+            $crate::conformance::appends_a_bulk_load_whole_or_not_at_all(&store);
         }
         #[test]
         fn keeps_personal_values_beside_the_leaf_and_erases_them() {

@@ -65,6 +65,10 @@ impl<S: Store> Store for FaultInjected<S> {
         self.check()?;
         self.inner.append(events)
     }
+    fn append_all(&self, next: &mut dyn FnMut() -> crate::Batch) -> Result<Option<u64>> {
+        self.check()?;
+        self.inner.append_all(next)
+    }
     fn get_event(&self, id: &str) -> Result<Option<Event>> {
         self.inner.get_event(id)
     }

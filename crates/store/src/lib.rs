@@ -47,6 +47,17 @@ pub enum StoreError {
 /// Shorthand for store results.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// What a source of events gives [`Store::append_all`] next.
+#[derive(Debug)]
+pub enum Batch {
+    /// More events to append.
+    Events(Vec<Event>),
+    /// Everything was given: commit.
+    End,
+    /// Give up: store nothing of this load.
+    Abort,
+}
+
 /// One page of results and the key to continue after its last item.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Page<T> {
@@ -345,6 +356,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Appends events in order, atomically; sets each event's `seq`.
     fn append(&self, events: &mut [Event]) -> Result<()>;
+
+    /// Appends the batches `next` gives, in order, in one transaction, until it says
+    /// [`Batch::End`]; returns how many events were stored. [`Batch::Abort`] (or a failed
+    /// append) stores none of them: `Ok(None)` (or the error). For bulk loads into a store that
+    /// is the load's alone: it holds the writer, so any other write waits, until the end.
+    fn append_all(&self, next: &mut dyn FnMut() -> Batch) -> Result<Option<u64>>;
 
     /// One event by id.
     fn get_event(&self, id: &str) -> Result<Option<Event>>;

@@ -1096,6 +1096,36 @@ impl Store for SqliteStore {
         self.write_log(|tx, frontier| append_in(tx, frontier, events))
     }
 
+    fn append_all(&self, next: &mut dyn FnMut() -> crate::Batch) -> Result<Option<u64>> {
+        let mut w = lock(&self.writer);
+        let Writer { conn, frontier } = &mut *w;
+        let saved = frontier.clone();
+        let result = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(classify)?;
+            let mut total = 0u64;
+            loop {
+                match next() {
+                    crate::Batch::Events(mut events) => {
+                        if !events.is_empty() {
+                            append_in(&tx, frontier, &mut events)?;
+                            total += events.len() as u64;
+                        }
+                    }
+                    // Dropping the transaction rolls it back.
+                    crate::Batch::Abort => return Ok(None),
+                    crate::Batch::End => {
+                        tx.commit().map_err(classify)?;
+                        return Ok(Some(total));
+                    }
+                }
+            }
+        })();
+        if !matches!(result, Ok(Some(_))) {
+            *frontier = saved;
+        }
+        result
+    }
+
     fn get_event(&self, id: &str) -> Result<Option<Event>> {
         self.read(|c| {
             c.query_row(&format!("SELECT {EVENT_SELECT} WHERE e.id = ?1"), [id], event_from_row)
