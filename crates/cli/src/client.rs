@@ -222,14 +222,13 @@ impl Client {
         self.call(Method::POST, "/v1/audit/erase", Some(req)).await
     }
 
-    /// Follows a Server-Sent Events stream, calling `on_event(id, data)` for each event until
-    /// it returns false or the stream ends.
-    pub async fn follow(
+    /// Starts a GET whose body is read as it arrives; a problem becomes [`ClientError::Problem`].
+    async fn open_stream(
         &self,
         path: &str,
+        accept: &str,
         last_event_id: Option<&str>,
-        on_event: &mut dyn FnMut(&str, &str) -> bool,
-    ) -> Result<(), ClientError> {
+    ) -> Result<hyper::body::Incoming, ClientError> {
         let mut req = Request::builder().method(Method::GET).uri(format!("{}{path}", self.base));
         if let Some(id) = last_event_id {
             req = req.header("last-event-id", id);
@@ -237,7 +236,8 @@ impl Client {
         if let Some(t) = &self.token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }
-        req = req.header(header::ACCEPT, "text/event-stream");
+        req = req.header(header::ACCEPT, accept);
+        req = req.header(header::USER_AGENT, concat!("tokentrail-cli/", env!("CARGO_PKG_VERSION")));
         let req = req
             .body(Full::new(Bytes::new()))
             .map_err(|e| ClientError::Address(format!("cannot build the request: {e}")))?;
@@ -246,7 +246,7 @@ impl Client {
             .request(req)
             .await
             .map_err(|e| ClientError::Connect(format!("cannot reach tokentrail at {}: {e}", self.base)))?;
-        let (parts, mut body) = resp.into_parts();
+        let (parts, body) = resp.into_parts();
         if !parts.status.is_success() {
             let bytes = body.collect().await.map_err(|e| ClientError::Protocol(e.to_string()))?.to_bytes();
             return Err(match serde_json::from_slice::<Problem>(&bytes) {
@@ -254,6 +254,36 @@ impl Client {
                 Err(_) => ClientError::Protocol(format!("the server answered {}", parts.status)),
             });
         }
+        Ok(body)
+    }
+
+    /// Reads a long answer (an export) as it arrives, handing each piece to `on_chunk`; stops
+    /// with its error when it fails. A transfer the server broke off is an error, not an end.
+    pub async fn download(
+        &self,
+        path: &str,
+        accept: &str,
+        on_chunk: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+    ) -> Result<(), ClientError> {
+        let mut body = self.open_stream(path, accept, None).await?;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ClientError::Protocol(format!("the transfer broke off: {e}")))?;
+            if let Ok(chunk) = frame.into_data() {
+                on_chunk(&chunk).map_err(ClientError::Protocol)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Follows a Server-Sent Events stream, calling `on_event(id, data)` for each event until
+    /// it returns false or the stream ends.
+    pub async fn follow(
+        &self,
+        path: &str,
+        last_event_id: Option<&str>,
+        on_event: &mut dyn FnMut(&str, &str) -> bool,
+    ) -> Result<(), ClientError> {
+        let mut body = self.open_stream(path, "text/event-stream", last_event_id).await?;
         let mut pending = String::new();
         let (mut id, mut data) = (String::new(), String::new());
         while let Some(frame) = body.frame().await {

@@ -333,8 +333,8 @@ pub async fn run_tail(client: &Client, format: Format, filters: &Filters, n: u32
     }
 }
 
-/// `audit export`: every matching event, oldest first, page by page (constant memory), as
-/// NDJSON (the API's event JSON, one per line) or CSV.
+/// `audit export`: every matching event, oldest first, as NDJSON (the API's event JSON, one per
+/// line, copied as the server streams it from `/v1/audit/export`) or CSV; constant memory.
 pub async fn run_export(
     client: &Client,
     filters: &Filters,
@@ -351,33 +351,45 @@ pub async fn run_export(
     if csv {
         writeln!(sink, "seq,{}", EVENT_HEADERS.join(","))?;
     }
-    let mut cursor: Option<String> = None;
     let mut total = 0u64;
+    let mut reported = 0u64;
     let started = std::time::Instant::now();
-    loop {
-        let mut pairs = filters.pairs();
-        pairs.push(("order", Some("asc".to_owned())));
-        pairs.push(("limit", Some("1000".to_owned())));
-        pairs.push(("cursor", cursor.clone()));
-        let page = client.list_events(&query(&pairs)).await.map_err(api)?;
-        for e in &page.events {
+    // CSV: the part of a line a chunk ended in, until the rest arrives.
+    let mut partial: Vec<u8> = Vec::new();
+    let write_csv = |line: &[u8], sink: &mut dyn std::io::Write| -> Result<(), String> {
+        let e: EventView =
+            serde_json::from_slice(line).map_err(|e| format!("the server sent an unreadable event: {e}"))?;
+        let row = &output::csv(&EVENT_HEADERS, &event_rows(std::slice::from_ref(&e)));
+        let line = row.lines().nth(1).unwrap_or_default();
+        writeln!(sink, "{},{line}", e.seq.map(|s| s.to_string()).unwrap_or_default()).map_err(|e| e.to_string())
+    };
+    let path = format!("/v1/audit/export{}", query(&filters.pairs()));
+    client
+        .download(&path, "application/x-ndjson", &mut |chunk| {
+            total += chunk.iter().filter(|b| **b == b'\n').count() as u64;
             if csv {
-                let row = &output::csv(&EVENT_HEADERS, &event_rows(std::slice::from_ref(e)));
-                let line = row.lines().nth(1).unwrap_or_default();
-                writeln!(sink, "{},{line}", e.seq.map(|s| s.to_string()).unwrap_or_default())?;
+                let mut rest = chunk;
+                while let Some(end) = rest.iter().position(|b| *b == b'\n') {
+                    partial.extend_from_slice(&rest[..end]);
+                    write_csv(&partial, &mut *sink)?;
+                    partial.clear();
+                    rest = &rest[end + 1..];
+                }
+                partial.extend_from_slice(rest);
             } else {
-                writeln!(sink, "{}", proto::to_json(e))?;
+                sink.write_all(chunk).map_err(|e| e.to_string())?;
             }
-        }
-        total += page.events.len() as u64;
-        if terminal {
-            let rate = total as f64 / started.elapsed().as_secs_f64().max(0.001);
-            let _ = write!(std::io::stderr(), "\rexported {total} events ({rate:.0}/s)");
-        }
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
+            if terminal && total >= reported + 10_000 {
+                reported = total;
+                let rate = total as f64 / started.elapsed().as_secs_f64().max(0.001);
+                let _ = write!(std::io::stderr(), "\rexported {total} events ({rate:.0}/s)");
+            }
+            Ok(())
+        })
+        .await
+        .map_err(api)?;
+    if !partial.is_empty() {
+        return Err(anyhow!("the export ended inside an event"));
     }
     sink.flush()?;
     if terminal {

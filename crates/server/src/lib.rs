@@ -140,6 +140,7 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/audit/events/{id}/explain", get(audit::explain))
         .route("/v1/audit/stats", get(audit::stats))
         .route("/v1/audit/stream", get(audit::stream))
+        .route("/v1/audit/export", get(audit::export))
         .route("/v1/audit/ingest", post(audit::ingest).layer(DefaultBodyLimit::max(64 << 20)))
         .route("/v1/tokens/{id}/activity", get(audit::activity))
         .route("/v1/audit/events/{id}/leaf", get(ledger::leaf))

@@ -27,7 +27,7 @@ impl Modify for BearerAuth {
     info(title = "tokentrail", description = "API token authority and access auditor: admin API."),
     paths(
         tokens::create, tokens::list, tokens::show, tokens::update, tokens::revoke, tokens::rotate,
-        audit::list, audit::show, audit::explain, audit::stats, audit::stream, audit::ingest, audit::activity,
+        audit::list, audit::show, audit::explain, audit::stats, audit::stream, audit::export, audit::ingest, audit::activity,
         ledger::leaf, ledger::proof, ledger::consistency, ledger::checkpoint, ledger::sign_checkpoint, ledger::key,
         ledger::erase,
         access::verify, access::authz,

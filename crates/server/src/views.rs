@@ -35,36 +35,42 @@ pub fn token_view(t: &TokenRecord, now: Timestamp) -> proto::TokenView {
 
 /// An event as the API and NDJSON export show it.
 pub fn event_view(e: &Event) -> proto::EventView {
+    into_event_view(e.clone())
+}
+
+/// [`event_view`] taking the event, so that its strings move instead of being copied (pages and
+/// exports).
+pub fn into_event_view(e: Event) -> proto::EventView {
     proto::EventView {
-        id: e.id.clone(),
+        id: e.id,
         seq: e.seq,
         time: format_time(e.time),
         kind: e.kind.as_str().to_owned(),
-        source: e.source.clone(),
-        token_id: e.token_id.clone(),
-        token_fingerprint: e.token_fingerprint.clone(),
-        owner: e.owner.clone(),
-        source_ip: e.source_ip.clone(),
-        user_agent: e.user_agent.clone(),
-        method: e.method.clone(),
-        path: e.path.clone(),
-        route: e.route.clone(),
-        resource: e.resource.clone(),
-        action: e.action.clone(),
-        sensitivity: e.sensitivity.clone(),
+        source: e.source,
+        token_id: e.token_id,
+        token_fingerprint: e.token_fingerprint,
+        owner: e.owner,
+        source_ip: e.source_ip,
+        user_agent: e.user_agent,
+        method: e.method,
+        path: e.path,
+        route: e.route,
+        resource: e.resource,
+        action: e.action,
+        sensitivity: e.sensitivity,
         decision: e.decision.as_str().to_owned(),
         reason: e.reason.as_str().to_owned(),
         status: e.status,
         latency_ms: e.latency_us.map(|us| us as f64 / 1000.0),
         bytes_out: e.bytes_out,
-        request_id: e.request_id.clone(),
-        node: e.node.clone(),
-        operation: e.operation.clone(),
-        target: e.target.clone(),
-        required_scope: e.required_scope.clone(),
-        granted_scopes: e.granted_scopes.clone(),
-        explanation: e.explanation.clone(),
-        details: e.details.clone(),
+        request_id: e.request_id,
+        node: e.node,
+        operation: e.operation,
+        target: e.target,
+        required_scope: e.required_scope,
+        granted_scopes: e.granted_scopes,
+        explanation: e.explanation,
+        details: e.details,
         erased: e.erased,
     }
 }

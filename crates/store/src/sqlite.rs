@@ -620,19 +620,37 @@ fn hash32(bytes: Vec<u8>, what: &str) -> Result<Hash> {
 
 fn leaf_from_row(r: &Row<'_>) -> rusqlite::Result<Result<StoredLeaf>> {
     let seq: i64 = r.get(0)?;
+    let event = event_from_row(r)?;
+    let commitments = r.get_ref(23)?.as_blob()?;
+    let leaf_hash: Vec<u8> = r.get(24)?;
+    let salt = r.get_ref(25)?.as_blob_or_null()?;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("event {seq}: bad {what} length"));
+    let decode = || -> Result<StoredLeaf> {
+        Ok(StoredLeaf {
+            commitments: leaf::unpack(commitments).ok_or_else(|| corrupt("commitments"))?,
+            leaf_hash: hash32(leaf_hash, "leaf hash")?,
+            salt: salt.map(|s| <[u8; leaf::SALT_LEN]>::try_from(s).map_err(|_| corrupt("salt"))).transpose()?,
+            event: event?,
+        })
+    };
+    Ok(decode())
+}
+
+/// An event from a row of [`EVENT_SELECT`]. Its fixed vocabularies and JSON columns are read in
+/// place, not copied first: export and pages decode every row this way.
+fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Event>> {
+    let seq: i64 = r.get(0)?;
     let time_us: i64 = r.get(2)?;
-    let kind: String = r.get(3)?;
-    let sensitivity: String = r.get(11)?;
-    let decision: String = r.get(12)?;
-    let reason: String = r.get(13)?;
+    let kind = r.get_ref(3)?.as_str()?;
+    let sensitivity = r.get_ref(11)?.as_str()?;
+    let decision = r.get_ref(12)?.as_str()?;
+    let reason = r.get_ref(13)?.as_str()?;
     let status: Option<i64> = r.get(14)?;
     let latency: Option<i64> = r.get(15)?;
     let bytes: Option<i64> = r.get(16)?;
-    let granted: String = r.get(22)?;
-    let commitments: Vec<u8> = r.get(23)?;
-    let leaf_hash: Vec<u8> = r.get(24)?;
-    let salt: Option<Vec<u8>> = r.get(25)?;
-    let details: Option<String> = r.get(31)?;
+    let granted = r.get_ref(22)?.as_str()?;
+    let has_salt = r.get_ref(25)?.data_type() != rusqlite::types::Type::Null;
+    let details = r.get_ref(31)?.as_str_or_null()?;
     let mut e = Event::new(r.get(1)?, Timestamp::UNIX_EPOCH, Kind::Access, "", Reason::Ok);
     e.source = r.get(4)?;
     e.token_id = r.get(5)?;
@@ -651,39 +669,26 @@ fn leaf_from_row(r: &Row<'_>) -> rusqlite::Result<Result<StoredLeaf>> {
     e.user_agent = r.get(28)?;
     e.path = r.get(29)?;
     e.explanation = r.get(30)?;
-    let decode = move || -> Result<StoredLeaf> {
+    let decode = move || -> Result<Event> {
         let corrupt = |what: &str, v: &str| StoreError::Corrupt(format!("event {seq}: bad {what} {v:?}"));
         e.seq = Some(u64::try_from(seq).map_err(|_| corrupt("seq", "negative"))?);
         e.time = codec::time(time_us)?;
-        e.kind = Kind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?;
-        e.decision = Verdict::parse(&decision).ok_or_else(|| corrupt("decision", &decision))?;
-        e.reason = Reason::parse(&reason).ok_or_else(|| corrupt("reason", &reason))?;
-        e.sensitivity = codec::json_to_strings(&sensitivity)?;
-        e.granted_scopes = codec::json_to_strings(&granted)?;
+        e.kind = Kind::parse(kind).ok_or_else(|| corrupt("kind", kind))?;
+        e.decision = Verdict::parse(decision).ok_or_else(|| corrupt("decision", decision))?;
+        e.reason = Reason::parse(reason).ok_or_else(|| corrupt("reason", reason))?;
+        e.sensitivity = codec::json_to_strings(sensitivity)?;
+        e.granted_scopes = codec::json_to_strings(granted)?;
         e.status = status.map(|s| u16::try_from(s).map_err(|_| corrupt("status", &s.to_string()))).transpose()?;
         e.latency_us = latency.and_then(|v| u64::try_from(v).ok());
         e.bytes_out = bytes.and_then(|v| u64::try_from(v).ok());
-        let salt = match salt {
-            Some(s) => Some(<[u8; leaf::SALT_LEN]>::try_from(s).map_err(|_| corrupt("salt", "length"))?),
-            None => None,
-        };
-        match (&salt, details) {
-            (Some(_), Some(d)) => e.details = codec::json_to_map(&d)?,
-            (Some(_), None) => return Err(corrupt("details", "missing")),
-            (None, _) => e.erased = true,
+        match (has_salt, details) {
+            (true, Some(d)) => e.details = codec::json_to_map(d)?,
+            (true, None) => return Err(corrupt("details", "missing")),
+            (false, _) => e.erased = true,
         }
-        Ok(StoredLeaf {
-            commitments: leaf::unpack(&commitments).ok_or_else(|| corrupt("commitments", "length"))?,
-            leaf_hash: hash32(leaf_hash, "leaf hash")?,
-            salt,
-            event: e,
-        })
+        Ok(e)
     };
     Ok(decode())
-}
-
-fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Event>> {
-    Ok(leaf_from_row(r)?.map(|l| l.event))
 }
 
 /// The writer connection and the tree's right edge (loaded on the first append).

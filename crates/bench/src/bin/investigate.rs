@@ -350,10 +350,10 @@ fn main() -> anyhow::Result<()> {
     let limit = n.min(2_000_000);
     while count < limit {
         let page = shared.list_events(&EventQuery { after, order: Order::Asc, limit: 1000, ..Default::default() })?;
-        for e in &page.items {
-            bytes += proto::to_json(&server::views::event_view(e)).len() + 1;
-        }
         count += page.items.len() as u64;
+        for e in page.items {
+            bytes += proto::to_json(&server::views::into_event_view(e)).len() + 1;
+        }
         match page.next {
             Some(x) => after = Some(x),
             None => break,

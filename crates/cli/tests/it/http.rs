@@ -857,6 +857,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/audit/events/{id}/explain", &["get"]),
     ("/v1/audit/stats", &["get"]),
     ("/v1/audit/stream", &["get"]),
+    ("/v1/audit/export", &["get"]),
     ("/v1/audit/ingest", &["post"]),
     ("/v1/tokens/{id}/activity", &["get"]),
     ("/v1/reports/least-privilege", &["get"]),

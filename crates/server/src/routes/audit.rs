@@ -11,7 +11,7 @@ use utoipa::IntoParams;
 
 use crate::extract::{Admin, QueryParams};
 use crate::problem::ApiError;
-use crate::views::event_view;
+use crate::views::{event_view, into_event_view};
 use crate::{AppState, blocking};
 
 /// Largest page of events.
@@ -68,6 +68,7 @@ pub(crate) enum Use {
     Events,
     Stats,
     Stream,
+    Export,
 }
 
 /// The store query for the parameters; every problem is listed.
@@ -137,6 +138,9 @@ pub(crate) fn query(p: &EventParams, now: jiff::Timestamp, use_: Use) -> Result<
     if use_ != Use::Events && p.order.is_some() {
         bad("order", "order applies to /v1/audit/events only".to_owned());
     }
+    if use_ == Use::Export && p.limit.is_some() {
+        bad("limit", "an export has every matching event; filter by time to take fewer".to_owned());
+    }
     let signature = format!(
         "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{order:?}",
         p.kind,
@@ -155,7 +159,7 @@ pub(crate) fn query(p: &EventParams, now: jiff::Timestamp, use_: Use) -> Result<
         since.map(|t| t.as_microsecond()),
         until.map(|t| t.as_microsecond())
     );
-    let after = p.cursor.as_deref().and_then(|c| {
+    let after = p.cursor.as_deref().filter(|_| use_ == Use::Events).and_then(|c| {
         engine::decode_cursor(c, &signature).or_else(|| {
             bad("cursor", "is not a cursor issued for this query; start again without a cursor".to_owned());
             None
@@ -212,7 +216,7 @@ pub async fn list(
     })
     .await?;
     Ok(Json(EventList {
-        events: page.items.iter().map(event_view).collect(),
+        events: page.items.into_iter().map(into_event_view).collect(),
         next_cursor: page.next.map(|n| engine::encode_cursor(n, &signature)),
     }))
 }
@@ -404,7 +408,7 @@ pub async fn stream(
             loop {
                 if let Some(e) = buffer.pop_front() {
                     let seq = e.seq.unwrap_or(0);
-                    let data = proto::to_json(&event_view(&e));
+                    let data = proto::to_json(&into_event_view(e));
                     let item = SseEvent::default().event("audit").id(seq.to_string()).data(data);
                     return Some((Ok::<_, std::convert::Infallible>(item), (engine, q, after, buffer)));
                 }
@@ -433,6 +437,76 @@ pub async fn stream(
         },
     );
     Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// Every matching event, oldest first, as NDJSON: one event per line, each the JSON of
+/// `/v1/audit/events`. The export ends at the newest event when it started, so it is a
+/// consistent cut of the log while events are appended; it streams with constant memory. One
+/// read of the log is recorded.
+#[utoipa::path(get, path = "/v1/audit/export", tag = "audit", params(EventParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One event per line", content_type = "application/x-ndjson"),
+        (status = 400, description = "Invalid filter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn export(
+    State(state): State<AppState>,
+    admin: Admin,
+    QueryParams(params): QueryParams<EventParams>,
+) -> Result<axum::response::Response, ApiError> {
+    let (mut q, _) = query(&params, state.engine.now(), Use::Export)?;
+    q.order = Order::Asc;
+    q.limit = MAX_LIMIT;
+    let engine = state.engine.clone();
+    // The end is read before the read is recorded, so the export does not hold its own record.
+    let end = blocking(move || {
+        let end = engine.store().event_count()?;
+        engine.record_read(&admin.principal, &admin.ctx, &Scope::tokentrail_admin(), 200)?;
+        Ok(end)
+    })
+    .await?;
+    // Pages are read and written out on a blocking thread, a few chunks ahead of the socket.
+    let (send, chunks) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+    let engine = state.engine.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut after = None;
+        loop {
+            let page = match engine.list_events(&EventQuery { after, ..q.clone() }) {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::error!(error = %e, "an export stopped: reading the log failed");
+                    // The body ends in an error, so the client sees a broken transfer, not an end.
+                    let _ = send.blocking_send(Err(std::io::Error::other("reading the log failed")));
+                    return;
+                }
+            };
+            let mut out = Vec::with_capacity(page.items.len() * 640);
+            let mut done = page.next.is_none();
+            for e in page.items {
+                if e.seq.is_none_or(|s| s >= end) {
+                    done = true;
+                    break;
+                }
+                // Serializing plain data into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut out, &into_event_view(e));
+                out.push(b'\n');
+            }
+            if !out.is_empty() && send.blocking_send(Ok(bytes::Bytes::from(out))).is_err() {
+                return; // The client went away.
+            }
+            if done {
+                return;
+            }
+            after = page.next;
+        }
+    });
+    let body =
+        futures_util::stream::unfold(chunks, |mut chunks| async move { chunks.recv().await.map(|c| (c, chunks)) });
+    axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "application/x-ndjson")
+        .body(axum::body::Body::from_stream(body))
+        .map_err(|e| ApiError::internal(&format!("cannot build the export response: {e}")))
 }
 
 /// Query of `POST /v1/audit/ingest`.
