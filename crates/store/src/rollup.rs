@@ -60,6 +60,15 @@ CREATE TABLE event_rollup (
 ) WITHOUT ROWID;
 "#;
 
+/// Migration 7: each combination's counts over all time, so that stats over the whole log read
+/// the combinations alone instead of summing every (combination, day) cell.
+pub(crate) const TOTALS: &str = r#"
+ALTER TABLE rollup_dims ADD COLUMN n INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE rollup_dims ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+UPDATE rollup_dims SET (n, bytes) =
+    (SELECT COALESCE(SUM(n), 0), COALESCE(SUM(bytes), 0) FROM event_rollup WHERE dim = rollup_dims.id);
+"#;
+
 /// The dimensions of one rollup cell, borrowed from events where possible.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Dims<'a> {
@@ -208,7 +217,10 @@ impl<'a> Tally<'a> {
                  ON CONFLICT (dim, day) DO UPDATE SET n = n + excluded.n, bytes = bytes + excluded.bytes",
             )
             .map_err(c)?;
+        let mut total =
+            tx.prepare_cached("UPDATE rollup_dims SET n = n + ?2, bytes = bytes + ?3 WHERE id = ?1").map_err(c)?;
         let mut ids: HashMap<&Dims<'_>, i64, FxBuild> = HashMap::default();
+        let mut totals: HashMap<i64, (i64, i64), FxBuild> = HashMap::default();
         for ((day, d), (n, bytes)) in &self.cells {
             let id = match ids.get(d) {
                 Some(id) => *id,
@@ -250,6 +262,12 @@ impl<'a> Tally<'a> {
                 }
             };
             add.execute(params![id, day, n, bytes]).map_err(c)?;
+            let t = totals.entry(id).or_default();
+            t.0 += n;
+            t.1 = t.1.saturating_add(*bytes);
+        }
+        for (id, (n, bytes)) in totals {
+            total.execute(params![id, n, bytes]).map_err(c)?;
         }
         Ok(())
     }
@@ -380,11 +398,18 @@ pub(crate) fn recompute(tx: &Transaction<'_>, cells: &[Cell]) -> Result<()> {
         )?;
     }
     tally.flush(tx)?;
-    // Combinations of these tokens that no day counts any more (those naming the erased value)
-    // go too.
+    // The totals of these tokens' combinations are summed again from their days, and the
+    // combinations that no day counts any more (those naming the erased value) go.
     let tokens: std::collections::HashSet<(&Option<String>, &Option<String>)> =
         cells.iter().map(|(_, token_id, fingerprint)| (token_id, fingerprint)).collect();
     for (token_id, fingerprint) in tokens {
+        tx.execute(
+            "UPDATE rollup_dims SET (n, bytes) = \
+             (SELECT COALESCE(SUM(n), 0), COALESCE(SUM(bytes), 0) FROM event_rollup WHERE dim = rollup_dims.id) \
+             WHERE token_id IS ?1 AND token_fingerprint IS ?2",
+            params![token_id, fingerprint],
+        )
+        .map_err(crate::sqlite::classify)?;
         tx.execute(
             "DELETE FROM rollup_dims WHERE token_id IS ?1 AND token_fingerprint IS ?2 \
              AND NOT EXISTS (SELECT 1 FROM event_rollup WHERE dim = rollup_dims.id)",

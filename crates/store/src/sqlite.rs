@@ -200,6 +200,7 @@ CREATE INDEX event_personal_net ON event_personal(
 ) WHERE ip_bin IS NOT NULL;
 DROP INDEX event_personal_ip_bin;
 "#,
+    crate::rollup::TOTALS,
 ];
 
 /// The network of `p.ip_bin` as `event_personal_net` indexes it (the same expression, so the
@@ -1322,31 +1323,41 @@ impl Store for SqliteStore {
             if let Some(u) = until.filter(|u| u.rem_euclid(DAY_US) != 0) {
                 raw(Some(end_day * DAY_US), Some(u), &mut args);
             }
-            // Sum each combination's days in the window (only the combinations the filters
-            // select), then group the combinations.
             let by_day = group_by == G::Day;
-            let mut inner = format!(
-                "SELECT dim, {}SUM(n) AS n, SUM(bytes) AS bytes FROM event_rollup WHERE 1 = 1",
-                if by_day { "day, " } else { "" }
-            );
-            for (bound, op) in [(since.map(|_| first_day), ">="), (until.map(|_| end_day), "<")] {
-                if let Some(v) = bound {
-                    args.push(SqlValue::Integer(v));
-                    inner += &format!(" AND day {op} ?{}", args.len());
-                }
-            }
             let dim_filters = filter_sql_on(&untimed, &mut args, "e");
-            if !dim_filters.is_empty() {
-                inner += &format!(" AND dim IN (SELECT e.id FROM rollup_dims e WHERE 1 = 1{dim_filters})");
-            }
-            inner += if by_day { " GROUP BY dim, day" } else { " GROUP BY dim" };
-            let sql = format!(
-                "SELECT {} AS k, e.source_ip AS ip, r.n AS n, CASE WHEN e.decision = 'allow' THEN r.n ELSE 0 END AS a, \
+            if since.is_none() && until.is_none() && !by_day {
+                // The whole log: each selected combination's total, without its days.
+                parts.push(format!(
+                    "SELECT {} AS k, e.source_ip AS ip, e.n AS n, CASE WHEN e.decision = 'allow' THEN e.n ELSE 0 END AS a, \
+                     CASE WHEN e.decision = 'deny' THEN e.n ELSE 0 END AS d, e.bytes AS b \
+                     FROM rollup_dims e WHERE e.n > 0{dim_filters}",
+                    key("e", "NULL")
+                ));
+            } else {
+                // Sum each combination's days in the window (only the combinations the filters
+                // select), then group the combinations.
+                let mut inner = format!(
+                    "SELECT dim, {}SUM(n) AS n, SUM(bytes) AS bytes FROM event_rollup WHERE 1 = 1",
+                    if by_day { "day, " } else { "" }
+                );
+                for (bound, op) in [(since.map(|_| first_day), ">="), (until.map(|_| end_day), "<")] {
+                    if let Some(v) = bound {
+                        args.push(SqlValue::Integer(v));
+                        inner += &format!(" AND day {op} ?{}", args.len());
+                    }
+                }
+                if !dim_filters.is_empty() {
+                    inner += &format!(" AND dim IN (SELECT e.id FROM rollup_dims e WHERE 1 = 1{dim_filters})");
+                }
+                inner += if by_day { " GROUP BY dim, day" } else { " GROUP BY dim" };
+                let sql = format!(
+                    "SELECT {} AS k, e.source_ip AS ip, r.n AS n, CASE WHEN e.decision = 'allow' THEN r.n ELSE 0 END AS a, \
                  CASE WHEN e.decision = 'deny' THEN r.n ELSE 0 END AS d, r.bytes AS b \
                  FROM ({inner}) r JOIN rollup_dims e ON e.id = r.dim",
-                key("e", "r.day")
-            );
-            parts.push(sql);
+                    key("e", "r.day")
+                );
+                parts.push(sql);
+            }
         } else {
             raw(since, until, &mut args);
         }

@@ -140,19 +140,40 @@ fn main() -> anyhow::Result<()> {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ existing);
         let t0 = Instant::now();
         let mut i = existing;
-        // Events per append (one transaction each); INVESTIGATE_BATCH changes it.
-        let batch_size: u64 = std::env::var("INVESTIGATE_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
-        while i < n {
-            let k = batch_size.min(n - i);
-            let mut batch: Vec<Event> = (i..i + k).map(|j| generate(j, &mut rng, start, 30 * 86_400, n)).collect();
-            store.append(&mut batch)?;
-            i += k;
-            if i % 1_000_000 == 0 {
-                println!("  ingested {i} ({:.0}/s)", (i - existing) as f64 / t0.elapsed().as_secs_f64());
+        // Events per append; INVESTIGATE_BATCH changes it. By default every batch goes into one
+        // transaction, as `tokentrail ingest --data-dir` loads (Store::append_all);
+        // INVESTIGATE_LOAD=appends commits each batch as its own append instead.
+        let batch_size: u64 = std::env::var("INVESTIGATE_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
+        let bulk = std::env::var("INVESTIGATE_LOAD").map_or(true, |v| v != "appends");
+        let mut next_batch = |i: &mut u64| -> Option<Vec<Event>> {
+            if *i >= n {
+                return None;
+            }
+            let k = batch_size.min(n - *i);
+            let batch: Vec<Event> = (*i..*i + k).map(|j| generate(j, &mut rng, start, 30 * 86_400, n)).collect();
+            if (*i + k) / 1_000_000 > *i / 1_000_000 {
+                println!(
+                    "  generated {} ({:.0}/s)",
+                    *i + k - existing,
+                    (*i + k - existing) as f64 / t0.elapsed().as_secs_f64()
+                );
+            }
+            *i += k;
+            Some(batch)
+        };
+        if bulk {
+            store.append_all(&mut || match next_batch(&mut i) {
+                Some(b) => store::Batch::Events(b),
+                None => store::Batch::End,
+            })?;
+        } else {
+            while let Some(mut batch) = next_batch(&mut i) {
+                store.append(&mut batch)?;
             }
         }
         println!(
-            "ingest (append, batches of {batch_size}): {} events in {:.1}s = {:.0} events/s",
+            "ingest ({}, batches of {batch_size}): {} events in {:.1}s = {:.0} events/s",
+            if bulk { "one transaction" } else { "one append per batch" },
             n - existing,
             t0.elapsed().as_secs_f64(),
             (n - existing) as f64 / t0.elapsed().as_secs_f64()
