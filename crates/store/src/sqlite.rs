@@ -1496,10 +1496,22 @@ impl Store for SqliteStore {
             append_in(tx, frontier, std::slice::from_mut(event))?;
             Ok(n as u64)
         })?;
-        // Old copies of the erased rows live on in the write-ahead log until it is checkpointed;
-        // secure_delete has zeroed them in the database, so fold the log in and truncate it.
+        // secure_delete zeroes deleted cells and freed pages, but not every copy: when deleting
+        // rearranges rows between pages, SQLite rewrites a page without clearing the bytes its
+        // old cells leave behind, and old copies live on in the write-ahead log until it is
+        // checkpointed. So the database is rewritten from its live rows (VACUUM, time and
+        // temporary space in proportion to its size; other writes wait), and the log, which
+        // then holds only the rewritten pages, is folded in and truncated.
         let w = lock(&self.writer);
-        w.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(classify)?;
+        w.conn
+            .execute_batch("VACUUM")
+            .and_then(|()| w.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "the personal values of {n} events were erased, but rewriting the database to clear old copies \
+                     of them failed ({e}); erase again to retry"
+                ))
+            })?;
         Ok(n)
     }
 
