@@ -825,32 +825,37 @@ mod sqlite {
         assert!(del.unwrap_err().to_string().contains("append-only"));
     }
 
-    #[test]
-    fn a_store_of_schema_4_is_migrated_and_gets_a_rollup_on_opening() {
-        // A database of schema version 4 (no rollup, the index of whole addresses) with events in it: opening migrates and
-        // counts every stored event into the rollup, so stats agree with the events.
+    /// A store holding `varied_trace`, taken back to an older schema by `downgrade` and opened
+    /// again: its stats by `groups` over the whole log are what they were, and agree with the
+    /// events.
+    fn migrates_from(downgrade: &str, groups: [crate::GroupBy; 3]) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let all = |store: &SqliteStore| {
-            [crate::GroupBy::Token, crate::GroupBy::Network, crate::GroupBy::Day]
-                .map(|g| store.stats(&crate::EventQuery::default(), g, 1000).unwrap())
-        };
+        let all = |store: &SqliteStore| groups.map(|g| store.stats(&crate::EventQuery::default(), g, 1000).unwrap());
         let before = {
             let store = SqliteStore::open(&path).unwrap();
             super::varied_trace(&store);
             all(&store)
         };
+        assert!(before[0].iter().map(|r| r.count).sum::<u64>() > 100, "{:?}", before[0]);
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch(
-            "DROP TABLE event_rollup; DROP TABLE rollup_dims; DELETE FROM meta WHERE key = 'rollup_size'; DROP INDEX event_personal_net; \
-             CREATE INDEX event_personal_ip_bin ON event_personal(ip_bin) WHERE ip_bin IS NOT NULL; \
-             PRAGMA user_version = 4;",
-        )
-        .unwrap();
+        conn.execute_batch(downgrade).unwrap();
         drop(conn);
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(all(&store), before);
         super::aggregates_agree_with_the_events_so_far(&store);
+    }
+
+    #[test]
+    fn a_store_of_schema_4_is_migrated_and_gets_a_rollup_on_opening() {
+        // Schema 4: no rollup, the index of whole addresses. Opening migrates and counts every
+        // stored event into the rollup.
+        migrates_from(
+            "DROP TABLE event_rollup; DROP TABLE rollup_dims; DELETE FROM meta WHERE key = 'rollup_size'; DROP INDEX event_personal_net; \
+             CREATE INDEX event_personal_ip_bin ON event_personal(ip_bin) WHERE ip_bin IS NOT NULL; \
+             PRAGMA user_version = 4;",
+            [crate::GroupBy::Token, crate::GroupBy::Network, crate::GroupBy::Day],
+        );
     }
 
     #[test]
@@ -935,27 +940,10 @@ mod sqlite {
     fn a_store_of_schema_6_gets_its_combinations_totals_from_their_days() {
         // Schema 6 has the daily rollup but no totals per combination: the migration sums them
         // from the days, so stats over the whole log (which read the totals) stay right.
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let all = |store: &SqliteStore| {
-            [crate::GroupBy::Token, crate::GroupBy::Owner, crate::GroupBy::Network]
-                .map(|g| store.stats(&crate::EventQuery::default(), g, 1000).unwrap())
-        };
-        let before = {
-            let store = SqliteStore::open(&path).unwrap();
-            super::varied_trace(&store);
-            all(&store)
-        };
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch(
+        migrates_from(
             "ALTER TABLE rollup_dims DROP COLUMN n; ALTER TABLE rollup_dims DROP COLUMN bytes; PRAGMA user_version = 6;",
-        )
-        .unwrap();
-        drop(conn);
-        let store = SqliteStore::open(&path).unwrap();
-        assert!(before[0].iter().map(|r| r.count).sum::<u64>() > 100, "{:?}", before[0]);
-        assert_eq!(all(&store), before);
-        super::aggregates_agree_with_the_events_so_far(&store);
+            [crate::GroupBy::Token, crate::GroupBy::Owner, crate::GroupBy::Network],
+        );
     }
 
     #[test]
