@@ -1127,9 +1127,12 @@ fn ingest_offline(args: &IngestArgs) -> anyhow::Result<()> {
     // One pass and one transaction over every file: a bad line anywhere leaves the ledger as it
     // was (the server is stopped, so nothing else waits for the transaction).
     let inputs = args.files.iter().map(|f| open(f)).collect::<Result<Vec<_>, _>>().map_err(|e| anyhow!(e))?;
+    // About how many events the files hold (an event's line is some 600 bytes), so that a load
+    // larger than the ledger is indexed at the end.
+    let expected = args.files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len() / 600).sum();
     let mut new_id = || engine::event_id(engine.now()).map_err(|e| e.to_string());
     let options = server::ingest::Options { skip_invalid: args.skip_invalid };
-    let total = server::ingest::ingest_exclusive(inputs, engine.store(), options, &mut new_id, &mut |n| {
+    let total = server::ingest::ingest_exclusive(inputs, expected, engine.store(), options, &mut new_id, &mut |n| {
         progress_line("ingested", n)
     })
     .map_err(|(k, failure)| {

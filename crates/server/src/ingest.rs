@@ -454,9 +454,12 @@ enum Read {
 /// two passes this parses each line once and commits once; the price is that other writers
 /// wait until the end, which is why it is for a stopped server only.
 ///
-/// A failure names the input it is about (its index in `inputs`), when it is about one.
+/// `expected` is about how many events the inputs hold (0: unknown), for the store to choose how
+/// to index them ([`Store::append_all`]). A failure names the input it is about (its index in
+/// `inputs`), when it is about one.
 pub fn ingest_exclusive<R: BufRead + Send>(
     inputs: Vec<R>,
+    expected: u64,
     store: &dyn Store,
     options: Options,
     new_id: &mut dyn FnMut() -> Result<String, String>,
@@ -571,7 +574,7 @@ pub fn ingest_exclusive<R: BufRead + Send>(
                 }
             }
         };
-        let stored = store.append_all(&mut next);
+        let stored = store.append_all(expected, &mut next);
         // The reader may still be reading (after an early end): without `reads`, its next send
         // fails and it stops, so the scope can end.
         drop(reads);
@@ -654,7 +657,7 @@ mod tests {
             Ok(format!("assigned-{n}"))
         };
         let inputs = inputs.iter().map(|t| std::io::Cursor::new(t.as_bytes())).collect();
-        ingest_exclusive(inputs, store, Options { skip_invalid }, &mut new_id, &mut |_| {})
+        ingest_exclusive(inputs, 0, store, Options { skip_invalid }, &mut new_id, &mut |_| {})
     }
 
     #[test]

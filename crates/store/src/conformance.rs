@@ -286,20 +286,20 @@ pub(crate) fn appends_a_bulk_load_whole_or_not_at_all(store: &dyn Store) {
     let root = stored_root(store);
     // Given up after two batches: none of them is stored, and the tree is as it was.
     let mut given = vec![Batch::Events(batch("x", 3)), Batch::Events(batch("y", 2)), Batch::Abort].into_iter();
-    assert_eq!(store.append_all(&mut || given.next().unwrap_or(Batch::End)).unwrap(), None);
+    assert_eq!(store.append_all(0, &mut || given.next().unwrap_or(Batch::End)).unwrap(), None);
     assert_eq!(store.event_count().unwrap(), 2);
     assert!(store.get_event("x0").unwrap().is_none());
     assert_eq!(stored_root(store), root);
     // A batch that cannot be appended fails the whole load.
     let mut given = vec![Batch::Events(batch("z", 2)), Batch::Events(batch("first-", 1)), Batch::End].into_iter();
-    let dup = store.append_all(&mut || given.next().unwrap_or(Batch::End));
+    let dup = store.append_all(0, &mut || given.next().unwrap_or(Batch::End));
     assert!(matches!(dup, Err(StoreError::Duplicate(_))), "{dup:?}");
     assert_eq!(store.event_count().unwrap(), 2);
     assert!(store.get_event("z0").unwrap().is_none());
     // Every batch, an empty one among them, in order; the log and its tree continue after it.
     let mut given =
         vec![Batch::Events(batch("a", 3)), Batch::Events(Vec::new()), Batch::Events(batch("b", 4))].into_iter();
-    assert_eq!(store.append_all(&mut || given.next().unwrap_or(Batch::End)).unwrap(), Some(7));
+    assert_eq!(store.append_all(0, &mut || given.next().unwrap_or(Batch::End)).unwrap(), Some(7));
     store.append(&mut batch("last-", 1)).unwrap();
     let ids = store
         .list_events(&EventQuery { order: Order::Asc, ..Default::default() })
@@ -313,6 +313,29 @@ pub(crate) fn appends_a_bulk_load_whole_or_not_at_all(store: &dyn Store) {
     assert_eq!(stored_root(store), recompute(store).root());
     let stats = store.stats(&EventQuery::default(), crate::GroupBy::Token, 10).unwrap();
     assert_eq!(stats.iter().map(|r| r.count).sum::<u64>(), 10, "the rollup counts the bulk load: {stats:?}");
+}
+
+pub(crate) fn finds_what_a_large_announced_bulk_load_appended(store: &dyn Store) {
+    use crate::Batch;
+    // Announced as large (a backend may index it at the end), then abandoned, then completed:
+    // every query and aggregate sees exactly the committed events.
+    let events = varied_events();
+    let (first, rest) = events.split_at(100);
+    store.append(&mut first.to_vec()).unwrap();
+    let mut given = vec![Batch::Events(rest[..50].to_vec()), Batch::Abort].into_iter();
+    assert_eq!(store.append_all(1_000_000, &mut || given.next().unwrap_or(Batch::End)).unwrap(), None);
+    assert_eq!(store.event_count().unwrap(), 100);
+    aggregates_agree_with_the_events_so_far(store);
+    let mut given: Vec<Batch> = rest.chunks(70).map(|c| Batch::Events(c.to_vec())).collect();
+    given.reverse();
+    assert_eq!(store.append_all(1_000_000, &mut || given.pop().unwrap_or(Batch::End)).unwrap(), Some(300));
+    assert_eq!(store.event_count().unwrap(), 400);
+    aggregates_agree_with_the_events_so_far(store);
+    let page =
+        store.list_events(&EventQuery { token_id: Some("tokB".into()), limit: 1000, ..Default::default() }).unwrap();
+    let want = events.iter().filter(|e| e.token_id.as_deref() == Some("tokB")).count();
+    assert_eq!(page.items.len(), want);
+    assert!(store.get_event("v399").unwrap().is_some());
 }
 
 pub(crate) fn keeps_personal_values_beside_the_leaf_and_erases_them(store: &dyn Store) {
@@ -566,6 +589,11 @@ pub(crate) fn sums_scope_use_per_token(store: &dyn Store) {
 /// Events over five days with every dimension varying (a small linear congruential sequence),
 /// for comparing aggregates with the events they count.
 fn varied_trace(store: &dyn Store) {
+    store.append(&mut varied_events()).unwrap();
+}
+
+/// 400 events over five days, varied in every dimension stats and the filters look at.
+fn varied_events() -> Vec<Event> {
     let mut x: u64 = 7;
     let mut next = |n: u64| {
         x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
@@ -605,7 +633,7 @@ fn varied_trace(store: &dyn Store) {
         e.bytes_out = (next(4) != 0).then(|| next(1000));
         events.push(e);
     }
-    store.append(&mut events).unwrap();
+    events
 }
 
 /// Every group of `stats`, recomputed from the events `list_events` returns for the same query.
@@ -760,6 +788,11 @@ macro_rules! suite {
             $crate::conformance::appends_a_bulk_load_whole_or_not_at_all(&store);
         }
         #[test]
+        fn finds_what_a_large_announced_bulk_load_appended() {
+            let (_guard, store) = $make;
+            $crate::conformance::finds_what_a_large_announced_bulk_load_appended(&store);
+        }
+        #[test]
         fn keeps_personal_values_beside_the_leaf_and_erases_them() {
             let (_guard, store) = $make;
             $crate::conformance::keeps_personal_values_beside_the_leaf_and_erases_them(&store);
@@ -856,6 +889,33 @@ mod sqlite {
              PRAGMA user_version = 4;",
             [crate::GroupBy::Token, crate::GroupBy::Network, crate::GroupBy::Day],
         );
+    }
+
+    #[test]
+    fn a_large_bulk_load_leaves_the_indexes_as_they_were() {
+        let (_dir, store) = make();
+        let indexes = || -> Vec<(String, String)> {
+            let conn = rusqlite::Connection::open(store.path()).unwrap();
+            let mut stmt = conn
+                .prepare("SELECT name, COALESCE(sql, '') FROM sqlite_master WHERE type = 'index' ORDER BY name")
+                .unwrap();
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().collect::<rusqlite::Result<_>>().unwrap()
+        };
+        let before = indexes();
+        assert!(before.iter().any(|(n, _)| n == "event_personal_net"), "{before:?}");
+        // The load rebuilds them (announced as large as the log or larger), an abandoned load
+        // rolls their drop back.
+        for (expected, end) in
+            [(1_000_000, crate::Batch::Abort), (1_000_000, crate::Batch::End), (0, crate::Batch::End)]
+        {
+            let mut given = vec![crate::Batch::Events(super::varied_events()), end].into_iter();
+            if store.event_count().unwrap() > 0 {
+                given = vec![crate::Batch::End].into_iter();
+            }
+            store.append_all(expected, &mut || given.next().unwrap_or(crate::Batch::End)).unwrap();
+            assert_eq!(indexes(), before, "after a load announced as {expected}");
+        }
+        assert_eq!(store.event_count().unwrap(), 400);
     }
 
     #[test]

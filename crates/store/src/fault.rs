@@ -65,9 +65,9 @@ impl<S: Store> Store for FaultInjected<S> {
         self.check()?;
         self.inner.append(events)
     }
-    fn append_all(&self, next: &mut dyn FnMut() -> crate::Batch) -> Result<Option<u64>> {
+    fn append_all(&self, expected: u64, next: &mut dyn FnMut() -> crate::Batch) -> Result<Option<u64>> {
         self.check()?;
-        self.inner.append_all(next)
+        self.inner.append_all(expected, next)
     }
     fn get_event(&self, id: &str) -> Result<Option<Event>> {
         self.inner.get_event(id)

@@ -361,7 +361,10 @@ pub trait Store: Send + Sync + 'static {
     /// [`Batch::End`]; returns how many events were stored. [`Batch::Abort`] (or a failed
     /// append) stores none of them: `Ok(None)` (or the error). For bulk loads into a store that
     /// is the load's alone: it holds the writer, so any other write waits, until the end.
-    fn append_all(&self, next: &mut dyn FnMut() -> Batch) -> Result<Option<u64>>;
+    ///
+    /// `expected` is about how many events will come (0: unknown). A backend may use it to
+    /// index the load in one go at the end instead of event by event, when that is cheaper.
+    fn append_all(&self, expected: u64, next: &mut dyn FnMut() -> Batch) -> Result<Option<u64>>;
 
     /// One event by id.
     fn get_event(&self, id: &str) -> Result<Option<Event>>;

@@ -222,6 +222,9 @@ fn net_keys(net: &ipnet::IpNet) -> (Vec<u8>, Vec<u8>) {
 
 const READERS: usize = 4;
 
+/// The smallest announced bulk load for which `append_all` builds the log's indexes at the end.
+const BULK_INDEX_MIN: u64 = 10_000;
+
 /// The SQLite store.
 pub struct SqliteStore {
     path: PathBuf,
@@ -1102,12 +1105,40 @@ impl Store for SqliteStore {
         self.write_log(|tx, frontier| append_in(tx, frontier, events))
     }
 
-    fn append_all(&self, next: &mut dyn FnMut() -> crate::Batch) -> Result<Option<u64>> {
+    fn append_all(&self, expected: u64, next: &mut dyn FnMut() -> crate::Batch) -> Result<Option<u64>> {
         let mut w = lock(&self.writer);
         let Writer { conn, frontier } = &mut *w;
         let saved = frontier.clone();
         let result = (|| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(classify)?;
+            // A load at least as large as the log: its secondary indexes are dropped and built
+            // again (from their stored definitions) before the commit. Sorting once is cheaper
+            // than updating each index event by event (the investigate bench's 3M events into
+            // an empty store: 46.8 s against 54.3 s), and at worst costs twice the load's own
+            // indexing. Inside the transaction, so a failed or abandoned load leaves them as
+            // they were.
+            let size: i64 =
+                tx.query_row("SELECT COALESCE(MAX(seq) + 1, 0) FROM events", [], |r| r.get(0)).map_err(classify)?;
+            let rebuild: Vec<(String, String)> =
+                if expected >= BULK_INDEX_MIN && expected >= u64::try_from(size).unwrap_or(0) {
+                    let mut stmt = tx
+                        .prepare(
+                            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL \
+                         AND tbl_name IN ('events', 'event_personal') ORDER BY name",
+                        )
+                        .map_err(classify)?;
+                    let indexes = stmt
+                        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .map_err(classify)?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                        .map_err(classify)?;
+                    for (name, _) in &indexes {
+                        tx.execute_batch(&format!("DROP INDEX \"{name}\"")).map_err(classify)?;
+                    }
+                    indexes
+                } else {
+                    Vec::new()
+                };
             let mut total = 0u64;
             loop {
                 match next() {
@@ -1120,6 +1151,9 @@ impl Store for SqliteStore {
                     // Dropping the transaction rolls it back.
                     crate::Batch::Abort => return Ok(None),
                     crate::Batch::End => {
+                        for (_, sql) in &rebuild {
+                            tx.execute_batch(sql).map_err(classify)?;
+                        }
                         tx.commit().map_err(classify)?;
                         return Ok(Some(total));
                     }

@@ -162,7 +162,7 @@ fn main() -> anyhow::Result<()> {
             Some(batch)
         };
         if bulk {
-            store.append_all(&mut || match next_batch(&mut i) {
+            store.append_all(n - existing, &mut || match next_batch(&mut i) {
                 Some(b) => store::Batch::Events(b),
                 None => store::Batch::End,
             })?;
@@ -344,6 +344,7 @@ fn main() -> anyhow::Result<()> {
     };
     let result = server::ingest::ingest_exclusive(
         vec![std::io::Cursor::new(&ndjson)],
+        m,
         &target,
         Default::default(),
         &mut new_id,
