@@ -12,10 +12,16 @@
 //! whenever no event arrives after one with a greater key was observed, and that is checked: if
 //! it happens, or a `seq` is missing after lines that had one, the file is read again and sorted
 //! whole, as a pipe always is.
+//!
+//! Reading and parsing the lines costs more than the detectors, so both passes read on a thread of
+//! their own and hand events over in bounded batches, in file order: on two cores the parsing and
+//! the detectors run side by side, with the same events, order, findings and bad-line numbers as
+//! on one.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::BufRead;
+use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
 
 use detect::{DetectConfig, Detection, Finding};
 use jiff::Timestamp;
@@ -27,6 +33,14 @@ use server::ingest::{Lines, parse_line};
 /// before the detectors read it (8,192 took about 10% more than 1,024 over a million simulated
 /// events).
 pub const WINDOW: usize = 1024;
+
+/// Events the reading thread hands over at a time: few enough to stay in the processor's cache,
+/// enough that the channel costs nothing per event.
+const BATCH: usize = 256;
+
+/// Batches the reading thread may be ahead by; with [`BATCH`], what bounds the memory of the
+/// hand-over (about 2,000 events, 2 MB).
+const AHEAD: usize = 8;
 
 /// A line (1-based) that cannot be read or is not an event.
 #[derive(Debug)]
@@ -40,24 +54,84 @@ pub enum BadLine {
 /// Detection order: time, seq, then the line.
 type Key = (Timestamp, u64, u64);
 
+/// One event as read: its line (1-based), its recorded seq, and the event with its seq set to
+/// the line number (0-based).
+struct Read {
+    n: u64,
+    seq: Option<u64>,
+    event: Event,
+}
+
+/// What the reading thread sends: events in file order, or the first bad line (the last message).
+type Message = Result<Vec<Read>, BadLine>;
+
 /// Reads events, each with the seq the detectors see (the line number, 0-based, until
 /// replaced) and its recorded one, until `each` says stop; `Ok(false)` when it did.
-fn read<R: BufRead>(input: R, each: &mut dyn FnMut(u64, Option<u64>, Event) -> bool) -> Result<bool, BadLine> {
+///
+/// Reading and parsing run on a thread of their own, [`AHEAD`] batches ahead at most, so that
+/// on two cores the detectors (on the calling thread) and the parser share the work; the events
+/// still reach `each` one by one in file order, and a bad line ends the reading exactly where it
+/// did on one thread, with the same number. Events `each` is done with go into its bin: the
+/// reading thread frees them, off the detectors' thread.
+fn read<R: BufRead + Send>(input: R, each: &mut dyn FnMut(Read, &mut Vec<Event>) -> bool) -> Result<bool, BadLine> {
+    std::thread::scope(|s| {
+        let (to_detect, from_reader) = sync_channel::<Message>(AHEAD);
+        let (to_reader, spent) = channel::<Vec<Event>>();
+        s.spawn(move || parse_lines(input, &to_detect, &spent));
+        let mut bin = Vec::new();
+        for message in &from_reader {
+            for r in message? {
+                if !each(r, &mut bin) {
+                    // Returning drops the receiver: the reading thread stops at its next batch.
+                    return Ok(false);
+                }
+            }
+            if bin.len() >= BATCH {
+                // The reading thread is gone only once it has sent everything: nothing to free.
+                let _ = to_reader.send(std::mem::take(&mut bin));
+            }
+        }
+        Ok(true)
+    })
+}
+
+/// The reading thread: lines to events, in batches of [`BATCH`], until the end, a bad line, or
+/// the detectors stop listening.
+fn parse_lines<R: BufRead>(input: R, to_detect: &SyncSender<Message>, spent: &Receiver<Vec<Event>>) {
     let mut lines = Lines::new(input);
+    let mut batch = Vec::with_capacity(BATCH);
+    let bad = |batch: Vec<Read>, b: BadLine| {
+        if batch.is_empty() || to_detect.send(Ok(batch)).is_ok() {
+            let _ = to_detect.send(Err(b));
+        }
+    };
     while let Some((n, line)) = lines.next() {
-        let line = line.map_err(|e| BadLine::Unreadable(n, e))?;
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => return bad(batch, BadLine::Unreadable(n, e)),
+        };
         if line.trim().is_empty() {
             continue;
         }
-        let p = parse_line(line).map_err(|m| BadLine::Invalid(n, m))?;
-        let mut e = p.event;
-        e.id = p.id.unwrap_or_else(|| format!("line-{n}"));
-        e.seq = Some(n - 1);
-        if !each(n, p.seq, e) {
-            return Ok(false);
+        let p = match parse_line(line) {
+            Ok(p) => p,
+            Err(m) => return bad(batch, BadLine::Invalid(n, m)),
+        };
+        let mut event = p.event;
+        event.id = p.id.unwrap_or_else(|| format!("line-{n}"));
+        event.seq = Some(n - 1);
+        batch.push(Read { n, seq: p.seq, event });
+        if batch.len() == BATCH {
+            if to_detect.send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))).is_err() {
+                return;
+            }
+            // Free what the detectors are done with here, not on their thread.
+            while spent.try_recv().is_ok() {}
         }
     }
-    Ok(true)
+    if !batch.is_empty() {
+        let _ = to_detect.send(Ok(batch));
+    }
 }
 
 /// The streamed pass; `Ok(None)` when the file is not ordered closely enough.
@@ -65,7 +139,11 @@ fn read<R: BufRead>(input: R, each: &mut dyn FnMut(u64, Option<u64>, Event) -> b
 /// One event at a time: each one read, the least held one is observed and dropped once more
 /// than `window` are held. (Observing and dropping batches of 1,024 measured the same on the
 /// large simulated trace, within the shared machine's noise.)
-pub fn stream<R: BufRead>(input: R, config: &DetectConfig, window: usize) -> Result<Option<Vec<Finding>>, BadLine> {
+pub fn stream<R: BufRead + Send>(
+    input: R,
+    config: &DetectConfig,
+    window: usize,
+) -> Result<Option<Vec<Finding>>, BadLine> {
     let mut d = Detection::new(config);
     let mut out = detect::Collected::default();
     // Events wait in `slots`; the heap orders their keys (moving a key, not an event).
@@ -77,16 +155,18 @@ pub fn stream<R: BufRead>(input: R, config: &DetectConfig, window: usize) -> Res
     let mut observe = |heap: &mut BinaryHeap<Reverse<(Key, usize)>>,
                        slots: &mut Vec<Option<Event>>,
                        free: &mut Vec<usize>,
-                       last: &mut Option<Key>| {
+                       last: &mut Option<Key>,
+                       bin: &mut Vec<Event>| {
         if let Some(Reverse((key, slot))) = heap.pop()
             && let Some(e) = slots[slot].take()
         {
             free.push(slot);
             *last = Some(key);
             out.add(d.observe(&e));
+            bin.push(e);
         }
     };
-    let ordered = read(input, &mut |n, seq, mut e| {
+    let ordered = read(input, &mut |Read { n, seq, event: mut e }, bin| {
         if *recorded.get_or_insert(seq.is_some()) {
             // Every line so far had its seq; one without makes the line numbers decide.
             let Some(seq) = seq else { return false };
@@ -108,24 +188,25 @@ pub fn stream<R: BufRead>(input: R, config: &DetectConfig, window: usize) -> Res
         };
         heap.push(Reverse((key, slot)));
         if heap.len() > window {
-            observe(&mut heap, &mut slots, &mut free, &mut last);
+            observe(&mut heap, &mut slots, &mut free, &mut last, bin);
         }
         true
     })?;
     if !ordered {
         return Ok(None);
     }
+    let mut bin = Vec::new();
     while !heap.is_empty() {
-        observe(&mut heap, &mut slots, &mut free, &mut last);
+        observe(&mut heap, &mut slots, &mut free, &mut last, &mut bin);
     }
     Ok(Some(out.finish()))
 }
 
 /// Every event kept and sorted: any order, any input.
-pub fn whole<R: BufRead>(input: R, config: &DetectConfig) -> Result<Vec<Finding>, BadLine> {
+pub fn whole<R: BufRead + Send>(input: R, config: &DetectConfig) -> Result<Vec<Finding>, BadLine> {
     let mut events = Vec::new();
     let mut recorded_seqs = Vec::new();
-    read(input, &mut |_, seq, e| {
+    read(input, &mut |Read { seq, event: e, .. }, _| {
         recorded_seqs.push(seq);
         events.push(e);
         true
@@ -207,6 +288,106 @@ mod tests {
         mixed[60] = recorded[60].clone();
         let (s, w) = both(&mixed, 4);
         assert_eq!(s, Some(w));
+    }
+
+    /// The reading before it had a thread of its own: every line parsed in turn on this thread,
+    /// then all of them sorted (`detect::run`); the number of the first bad line.
+    fn one_thread(text: &str) -> Result<Vec<Finding>, u64> {
+        let mut events = Vec::new();
+        let mut recorded = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let n = i as u64 + 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let p = parse_line(line).map_err(|_| n)?;
+            let mut e = p.event;
+            e.id = p.id.unwrap_or_else(|| format!("line-{n}"));
+            e.seq = Some(n - 1);
+            recorded.push(p.seq);
+            events.push(e);
+        }
+        if recorded.iter().all(Option::is_some) {
+            for (e, seq) in events.iter_mut().zip(recorded) {
+                e.seq = seq;
+            }
+        }
+        Ok(detect::run(&DetectConfig::default(), &mut events))
+    }
+
+    /// Like [`lines`], many of them: bursts of 300 guesses two hours apart (a finding each), the
+    /// recorded seqs falling as the lines rise.
+    fn bursts(n: u64, with_seq: bool) -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                let t = Timestamp::from_second(1_790_000_000 + (i / 2 + i / 300 * 7200) as i64).expect("a time");
+                let seq = if with_seq { format!(r#""seq":{},"#, 10 * n - i) } else { String::new() };
+                format!(
+                    r#"{{"id":"ev{i}",{seq}"time":"{t}","reason":"unknown_token","source_ip":"203.0.113.{}"}}"#,
+                    i % 7
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_reading_thread_finds_what_one_thread_finds_over_many_batches_in_order_or_not() {
+        // Many batches, findings all along, and a last batch that is not full.
+        let count = 20 * BATCH as u64 + 37;
+        for with_seq in [false, true] {
+            let mut l = bursts(count, with_seq);
+            let want = one_thread(&text(&l)).expect("good lines");
+            assert!(want.len() > 1, "the events give findings: {want:?}");
+            let (s, w) = both(&l, WINDOW);
+            assert_eq!(s.as_ref(), Some(&want));
+            assert_eq!(w, want);
+            // Out of order within the window, across batch boundaries: streamed, same findings.
+            for i in (BATCH - 3..l.len() - 8).step_by(BATCH) {
+                l.swap(i, i + 7);
+            }
+            let want = one_thread(&text(&l)).expect("good lines");
+            let (s, w) = both(&l, WINDOW);
+            assert_eq!(s.as_ref(), Some(&want));
+            assert_eq!(w, want);
+            // Out of order beyond it: only sorting the whole file gives them.
+            let last = l.len() - 1;
+            l.swap(3, last);
+            let want = one_thread(&text(&l)).expect("good lines");
+            let (s, w) = both(&l, WINDOW);
+            assert_eq!(s, None);
+            assert_eq!(w, want);
+        }
+    }
+
+    #[test]
+    fn a_bad_line_far_into_the_file_keeps_its_number_and_disorder_before_it_comes_first() {
+        let mut l = bursts(9 * BATCH as u64, false);
+        let bad = 5 * BATCH + 17;
+        l[bad - 1] = "{\"time\":1}".to_owned();
+        let t = text(&l);
+        assert_eq!(one_thread(&t).map(|_| ()), Err(bad as u64));
+        let config = DetectConfig::default();
+        for got in [stream(t.as_bytes(), &config, WINDOW).map(|_| ()), whole(t.as_bytes(), &config).map(|_| ())] {
+            match got {
+                Err(BadLine::Invalid(n, m)) => {
+                    assert_eq!(n, bad as u64);
+                    assert_eq!(m, "invalid type: integer `1`, expected a string (column 9)");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // An event out of order before the bad line: the streamed pass stops there, as it did
+        // on one thread, and the whole file's reading then names the bad line.
+        l.swap(10, bad - 10);
+        let t = text(&l);
+        assert!(matches!(stream(t.as_bytes(), &config, WINDOW), Ok(None)));
+        assert!(matches!(whole(t.as_bytes(), &config), Err(BadLine::Invalid(n, _)) if n == bad as u64));
+        // A line that is not UTF-8 far into the file.
+        let mut bytes = text(&bursts(3 * BATCH as u64, false)).into_bytes();
+        bytes.extend_from_slice(b"\xff\n");
+        let unreadable = 3 * BATCH as u64 + 1;
+        assert!(matches!(stream(&bytes[..], &config, WINDOW), Err(BadLine::Unreadable(n, _)) if n == unreadable));
+        assert!(matches!(whole(&bytes[..], &config), Err(BadLine::Unreadable(n, _)) if n == unreadable));
     }
 
     #[test]
