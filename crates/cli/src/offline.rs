@@ -26,7 +26,7 @@ use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
 use detect::{DetectConfig, Detection, Finding};
 use jiff::Timestamp;
 use ledger::event::Event;
-use server::ingest::{Lines, parse_line};
+use server::ingest::{Lines, parse_line_into};
 
 /// Events held back to put a nearly ordered file in order (about a megabyte). A larger
 /// window tolerates more disorder but costs CPU time: an event then leaves the processor's cache
@@ -72,7 +72,7 @@ type Message = Result<Vec<Read>, BadLine>;
 /// on two cores the detectors (on the calling thread) and the parser share the work; the events
 /// still reach `each` one by one in file order, and a bad line ends the reading exactly where it
 /// did on one thread, with the same number. Events `each` is done with go into its bin: the
-/// reading thread frees them, off the detectors' thread.
+/// reading thread parses the next lines into them.
 fn read<R: BufRead + Send>(input: R, each: &mut dyn FnMut(Read, &mut Vec<Event>) -> bool) -> Result<bool, BadLine> {
     std::thread::scope(|s| {
         let (to_detect, from_reader) = sync_channel::<Message>(AHEAD);
@@ -87,7 +87,7 @@ fn read<R: BufRead + Send>(input: R, each: &mut dyn FnMut(Read, &mut Vec<Event>)
                 }
             }
             if bin.len() >= BATCH {
-                // The reading thread is gone only once it has sent everything: nothing to free.
+                // Gone only once it has sent everything: then there is nothing to parse into.
                 let _ = to_reader.send(std::mem::take(&mut bin));
             }
         }
@@ -97,9 +97,14 @@ fn read<R: BufRead + Send>(input: R, each: &mut dyn FnMut(Read, &mut Vec<Event>)
 
 /// The reading thread: lines to events, in batches of [`BATCH`], until the end, a bad line, or
 /// the detectors stop listening.
+///
+/// Events the detectors are done with come back and are parsed into again, so that once as many
+/// events exist as are in flight (the window, the batches ahead, the bins) a line costs no
+/// allocation but for values with escapes and the few fields that come and go.
 fn parse_lines<R: BufRead>(input: R, to_detect: &SyncSender<Message>, spent: &Receiver<Vec<Event>>) {
     let mut lines = Lines::new(input);
     let mut batch = Vec::with_capacity(BATCH);
+    let mut pool: Vec<Event> = Vec::new();
     let bad = |batch: Vec<Read>, b: BadLine| {
         if batch.is_empty() || to_detect.send(Ok(batch)).is_ok() {
             let _ = to_detect.send(Err(b));
@@ -113,25 +118,35 @@ fn parse_lines<R: BufRead>(input: R, to_detect: &SyncSender<Message>, spent: &Re
         if line.trim().is_empty() {
             continue;
         }
-        let p = match parse_line(line) {
-            Ok(p) => p,
+        if pool.is_empty()
+            && let Ok(done) = spent.try_recv()
+        {
+            pool = done;
+        }
+        let mut event = pool.pop().unwrap_or_else(blank);
+        let head = match parse_line_into(line, &mut event) {
+            Ok(head) => head,
             Err(m) => return bad(batch, BadLine::Invalid(n, m)),
         };
-        let mut event = p.event;
-        event.id = p.id.unwrap_or_else(|| format!("line-{n}"));
+        if !head.has_id {
+            use std::fmt::Write as _;
+            let _ = write!(event.id, "line-{n}");
+        }
         event.seq = Some(n - 1);
-        batch.push(Read { n, seq: p.seq, event });
-        if batch.len() == BATCH {
-            if to_detect.send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))).is_err() {
-                return;
-            }
-            // Free what the detectors are done with here, not on their thread.
-            while spent.try_recv().is_ok() {}
+        batch.push(Read { n, seq: head.seq, event });
+        if batch.len() == BATCH && to_detect.send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))).is_err()
+        {
+            return;
         }
     }
     if !batch.is_empty() {
         let _ = to_detect.send(Ok(batch));
     }
+}
+
+/// An event to parse into.
+fn blank() -> Event {
+    Event::new(String::new(), Timestamp::UNIX_EPOCH, ledger::event::Kind::Access, "", token::Reason::Ok)
 }
 
 /// The streamed pass; `Ok(None)` when the file is not ordered closely enough.
@@ -222,6 +237,7 @@ pub fn whole<R: BufRead + Send>(input: R, config: &DetectConfig) -> Result<Vec<F
 #[cfg(test)]
 mod tests {
     use super::*;
+    use server::ingest::parse_line;
 
     /// Bad-credential events from one network (brute force): which ones are evidence, and the
     /// first and last seen, depend on the order they are observed in.
