@@ -13,20 +13,22 @@
 //! it happens, or a `seq` is missing after lines that had one, the file is read again and sorted
 //! whole, as a pipe always is.
 //!
-//! Reading and parsing the lines costs more than the detectors, so both passes read on a thread of
-//! their own and hand events over in bounded batches, in file order: on two cores the parsing and
-//! the detectors run side by side, with the same events, order, findings and bad-line numbers as
-//! on one.
+//! Parsing the lines costs more than the detectors, so both passes read and parse on threads of
+//! their own: one reads blocks of whole lines and deals them out in turn to two or more parsers,
+//! and the detectors (on the calling thread) take the parsed blocks back in the same turn. The
+//! detectors see the same events in the same order as on one thread, so the findings and the
+//! number of a bad line are the same; every hand-over is bounded, so memory stays a few megabytes
+//! above the detectors' own.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::io::BufRead;
 use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
+use std::sync::{Arc, Mutex};
 
 use detect::{DetectConfig, Detection, Finding};
 use jiff::Timestamp;
 use ledger::event::Event;
-use server::ingest::{Lines, parse_line_into};
+use server::ingest::parse_line_into;
 
 /// Events held back to put a nearly ordered file in order (about a megabyte). A larger
 /// window tolerates more disorder but costs CPU time: an event then leaves the processor's cache
@@ -34,13 +36,27 @@ use server::ingest::{Lines, parse_line_into};
 /// events).
 pub const WINDOW: usize = 1024;
 
-/// Events the reading thread hands over at a time: few enough to stay in the processor's cache,
-/// enough that the channel costs nothing per event.
-const BATCH: usize = 256;
+/// How the input is read: blocks of this many bytes (whole lines), parsed on this many threads.
+#[derive(Clone, Copy, Debug)]
+struct Reading {
+    block: usize,
+    parsers: usize,
+}
 
-/// Batches the reading thread may be ahead by; with [`BATCH`], what bounds the memory of the
-/// hand-over (about 2,000 events, 2 MB).
-const AHEAD: usize = 8;
+impl Reading {
+    /// 256 KiB blocks (about 400 events of the simulator's), and one parser per core but one for
+    /// the detectors, at least two and at most four. Two parsers on two cores are not for more
+    /// parallelism but for balance: the scheduler shares the cores among the parsers and the
+    /// detectors, so neither side waits for the other, whichever costs more.
+    fn new() -> Reading {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        Reading { block: 256 << 10, parsers: cores.saturating_sub(1).clamp(2, 4) }
+    }
+}
+
+/// Blocks or parsed blocks a thread may be ahead by, per parser: with [`Reading`], what bounds
+/// the memory of the hand-over (a few megabytes).
+const AHEAD: usize = 2;
 
 /// A line (1-based) that cannot be read or is not an event.
 #[derive(Debug)]
@@ -62,86 +78,224 @@ struct Read {
     event: Event,
 }
 
-/// What the reading thread sends: events in file order, or the first bad line (the last message).
-type Message = Result<Vec<Read>, BadLine>;
+/// Whole lines of the input and the number of the first, or the error that ended the reading
+/// and the number of the line it was reading.
+type Block = Result<(u64, Vec<u8>), (u64, std::io::Error)>;
+
+/// One block's events in file order, and the bad line that ended it if one did (the last
+/// message of its parser).
+struct Parsed {
+    events: Vec<Read>,
+    bad: Option<BadLine>,
+}
+
+/// Events the detectors are done with, for the parsers to parse into again.
+type Pool = Arc<Mutex<Vec<Vec<Event>>>>;
 
 /// Reads events, each with the seq the detectors see (the line number, 0-based, until
 /// replaced) and its recorded one, until `each` says stop; `Ok(false)` when it did.
 ///
-/// Reading and parsing run on a thread of their own, [`AHEAD`] batches ahead at most, so that
-/// on two cores the detectors (on the calling thread) and the parser share the work; the events
-/// still reach `each` one by one in file order, and a bad line ends the reading exactly where it
-/// did on one thread, with the same number. Events `each` is done with go into its bin: the
-/// reading thread parses the next lines into them.
-fn read<R: BufRead + Send>(input: R, each: &mut dyn FnMut(Read, &mut Vec<Event>) -> bool) -> Result<bool, BadLine> {
-    std::thread::scope(|s| {
-        let (to_detect, from_reader) = sync_channel::<Message>(AHEAD);
-        let (to_reader, spent) = channel::<Vec<Event>>();
-        s.spawn(move || parse_lines(input, &to_detect, &spent));
-        let mut bin = Vec::new();
-        for message in &from_reader {
-            for r in message? {
-                if !each(r, &mut bin) {
-                    // Returning drops the receiver: the reading thread stops at its next batch.
-                    return Ok(false);
-                }
-            }
-            if bin.len() >= BATCH {
-                // Gone only once it has sent everything: then there is nothing to parse into.
-                let _ = to_reader.send(std::mem::take(&mut bin));
+/// A thread reads blocks of whole lines and deals them out in turn to the parsing threads, and
+/// the events come back to `each` (the detectors, on the calling thread) taking the parsers in the
+/// same turn, so in file order; the first bad line ends the reading where it did on one thread,
+/// with the same number. Every hand-over is bounded. Events `each` is done with go into its bin,
+/// and the parsers parse the next lines into them.
+///
+/// The threads are not joined when `each` stops or a line is bad: they end at their next
+/// hand-over, and a reader waiting on a pipe that stays open must not keep the error from being
+/// reported.
+fn read<R: std::io::Read + Send + 'static>(
+    input: R,
+    how: Reading,
+    each: &mut dyn FnMut(Read, &mut Vec<Event>) -> bool,
+) -> Result<bool, BadLine> {
+    let pool: Pool = Arc::default();
+    let (spare_blocks, spent_blocks) = channel::<Vec<u8>>();
+    let mut to_parsers = Vec::new();
+    let mut from_parsers = Vec::new();
+    let mut parsers = Vec::new();
+    for _ in 0..how.parsers {
+        let (to_parser, blocks) = sync_channel::<Block>(AHEAD);
+        let (to_detect, parsed) = sync_channel::<Parsed>(AHEAD);
+        let (pool, spare_blocks) = (Arc::clone(&pool), spare_blocks.clone());
+        parsers.push(spawn("detect-parse", move || parse_blocks(&blocks, &to_detect, &pool, &spare_blocks)));
+        to_parsers.push(to_parser);
+        from_parsers.push(parsed);
+    }
+    drop(spare_blocks);
+    let reader = spawn("detect-read", move || read_blocks(input, how.block, &to_parsers, &spent_blocks));
+    let mut bin = Vec::new();
+    for turn in (0..how.parsers).cycle() {
+        // Closed in turn: the reader has dealt out every block (or a parser died; see below).
+        let Ok(block) = from_parsers[turn].recv() else { break };
+        for r in block.events {
+            if !each(r, &mut bin) {
+                return Ok(false);
             }
         }
-        Ok(true)
-    })
+        if let Some(bad) = block.bad {
+            return Err(bad);
+        }
+        if bin.len() >= 256
+            && let Ok(mut pool) = pool.lock()
+        {
+            pool.push(std::mem::take(&mut bin));
+        }
+    }
+    // Everything was read, unless a thread panicked: then so does this one, as with one thread.
+    for t in parsers.into_iter().chain([reader]) {
+        if let Err(panic) = t.join() {
+            std::panic::resume_unwind(panic);
+        }
+    }
+    Ok(true)
 }
 
-/// The reading thread: lines to events, in batches of [`BATCH`], until the end, a bad line, or
-/// the detectors stop listening.
-///
-/// Events the detectors are done with come back and are parsed into again, so that once as many
-/// events exist as are in flight (the window, the batches ahead, the bins) a line costs no
-/// allocation but for values with escapes and the few fields that come and go.
-fn parse_lines<R: BufRead>(input: R, to_detect: &SyncSender<Message>, spent: &Receiver<Vec<Event>>) {
-    let mut lines = Lines::new(input);
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut pool: Vec<Event> = Vec::new();
-    let bad = |batch: Vec<Read>, b: BadLine| {
-        if batch.is_empty() || to_detect.send(Ok(batch)).is_ok() {
-            let _ = to_detect.send(Err(b));
+/// A thread with a name (for profiles), like `std::thread::spawn`: a system that cannot start one
+/// more thread is out of resources, not given bad input.
+fn spawn<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+    std::thread::Builder::new().name(name.to_owned()).spawn(f).expect("the system starts a thread")
+}
+
+/// The reading thread: blocks of about `size` bytes of whole lines (a longer line makes a longer
+/// block), dealt out to the parsers in turn, until the end, an error, or the parsers stop
+/// listening.
+fn read_blocks<R: std::io::Read>(
+    mut input: R,
+    size: usize,
+    to_parsers: &[SyncSender<Block>],
+    spent: &Receiver<Vec<u8>>,
+) {
+    let mut turns = (0..to_parsers.len()).cycle();
+    let mut deal = |b: Block| turns.next().is_some_and(|t| to_parsers[t].send(b).is_ok());
+    let mut line = 1u64;
+    // The part of a line read after the last whole line.
+    let mut rest: Vec<u8> = Vec::new();
+    loop {
+        let mut block = spent.try_recv().unwrap_or_default();
+        block.clear();
+        block.append(&mut rest);
+        let read = fill(&mut input, &mut block, size);
+        let whole = match &read {
+            Ok(true) => block.len(),
+            Ok(false) | Err(_) => block.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1),
+        };
+        rest.extend_from_slice(&block[whole..]);
+        block.truncate(whole);
+        if !block.is_empty() {
+            let lines = block.iter().filter(|&&b| b == b'\n').count() as u64;
+            if !deal(Ok((line, block))) {
+                return;
+            }
+            line += lines;
+        }
+        match read {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => {
+                deal(Err((line, e)));
+                return;
+            }
+        }
+    }
+}
+
+/// Appends up to `size` bytes of `input` to `block`; `Ok(true)` at the end of the input.
+fn fill<R: std::io::Read>(input: &mut R, block: &mut Vec<u8>, size: usize) -> std::io::Result<bool> {
+    let start = block.len();
+    block.resize(start + size, 0);
+    let mut filled = start;
+    let result = loop {
+        if filled == block.len() {
+            break Ok(false);
+        }
+        match input.read(&mut block[filled..]) {
+            Ok(0) => break Ok(true),
+            Ok(k) => filled += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
         }
     };
-    while let Some((n, line)) = lines.next() {
-        let line = match line {
-            Ok(line) => line,
-            Err(e) => return bad(batch, BadLine::Unreadable(n, e)),
+    block.truncate(filled);
+    result
+}
+
+/// A parsing thread: each block it is dealt to one message of events, until the reading ends,
+/// a line is bad, or the detectors stop listening.
+fn parse_blocks(
+    blocks: &Receiver<Block>,
+    to_detect: &SyncSender<Parsed>,
+    pool: &Pool,
+    spent_blocks: &std::sync::mpsc::Sender<Vec<u8>>,
+) {
+    let mut spare: Vec<Event> = Vec::new();
+    for block in blocks {
+        let (first, bytes) = match block {
+            Ok(b) => b,
+            Err((n, e)) => {
+                let _ = to_detect.send(Parsed { events: Vec::new(), bad: Some(BadLine::Unreadable(n, e)) });
+                return;
+            }
         };
+        let parsed = parse_block(first, &bytes, &mut spare, pool);
+        let _ = spent_blocks.send(bytes);
+        let last = parsed.bad.is_some();
+        if to_detect.send(parsed).is_err() || last {
+            return;
+        }
+    }
+}
+
+/// The block's lines (the first numbered `first`) as events, parsed into `spare` events where
+/// there are some (refilled from the pool).
+fn parse_block(first: u64, bytes: &[u8], spare: &mut Vec<Event>, pool: &Pool) -> Parsed {
+    let mut events = Vec::with_capacity(bytes.len() / 256);
+    // Bytes that are not UTF-8 make their line unreadable; the lines before it are read.
+    let (text, unreadable) = match std::str::from_utf8(bytes) {
+        Ok(text) => (text, false),
+        Err(e) => (std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(), true),
+    };
+    let mut n = first - 1;
+    let mut rest = text;
+    while !rest.is_empty() {
+        // Lines end at `\n` or `\r\n`; the last one of the input may have no end.
+        let line = match rest.find('\n') {
+            Some(end) => {
+                let line = &rest[..end];
+                rest = &rest[end + 1..];
+                line.strip_suffix('\r').unwrap_or(line)
+            }
+            // The line with the bytes that are not UTF-8.
+            None if unreadable => break,
+            None => std::mem::take(&mut rest),
+        };
+        n += 1;
         if line.trim().is_empty() {
             continue;
         }
-        if pool.is_empty()
-            && let Ok(done) = spent.try_recv()
+        if spare.is_empty()
+            && let Ok(mut pool) = pool.lock()
         {
-            pool = done;
+            *spare = pool.pop().unwrap_or_default();
         }
-        let mut event = pool.pop().unwrap_or_else(blank);
+        let mut event = spare.pop().unwrap_or_else(blank);
         let head = match parse_line_into(line, &mut event) {
             Ok(head) => head,
-            Err(m) => return bad(batch, BadLine::Invalid(n, m)),
+            Err(m) => return Parsed { events, bad: Some(BadLine::Invalid(n, m)) },
         };
         if !head.has_id {
             use std::fmt::Write as _;
             let _ = write!(event.id, "line-{n}");
         }
         event.seq = Some(n - 1);
-        batch.push(Read { n, seq: head.seq, event });
-        if batch.len() == BATCH && to_detect.send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))).is_err()
-        {
-            return;
-        }
+        events.push(Read { n, seq: head.seq, event });
     }
-    if !batch.is_empty() {
-        let _ = to_detect.send(Ok(batch));
-    }
+    let bad = unreadable.then(|| {
+        // What `BufRead::read_line` says.
+        let e = std::io::Error::new(std::io::ErrorKind::InvalidData, "stream did not contain valid UTF-8");
+        BadLine::Unreadable(n + 1, e)
+    });
+    Parsed { events, bad }
 }
 
 /// An event to parse into.
@@ -154,10 +308,19 @@ fn blank() -> Event {
 /// One event at a time: each one read, the least held one is observed and dropped once more
 /// than `window` are held. (Observing and dropping batches of 1,024 measured the same on the
 /// large simulated trace, within the shared machine's noise.)
-pub fn stream<R: BufRead + Send>(
+pub fn stream<R: std::io::Read + Send + 'static>(
     input: R,
     config: &DetectConfig,
     window: usize,
+) -> Result<Option<Vec<Finding>>, BadLine> {
+    stream_with(input, config, window, Reading::new())
+}
+
+fn stream_with<R: std::io::Read + Send + 'static>(
+    input: R,
+    config: &DetectConfig,
+    window: usize,
+    how: Reading,
 ) -> Result<Option<Vec<Finding>>, BadLine> {
     let mut d = Detection::new(config);
     let mut out = detect::Collected::default();
@@ -181,7 +344,7 @@ pub fn stream<R: BufRead + Send>(
             bin.push(e);
         }
     };
-    let ordered = read(input, &mut |Read { n, seq, event: mut e }, bin| {
+    let ordered = read(input, how, &mut |Read { n, seq, event: mut e }, bin| {
         if *recorded.get_or_insert(seq.is_some()) {
             // Every line so far had its seq; one without makes the line numbers decide.
             let Some(seq) = seq else { return false };
@@ -218,10 +381,18 @@ pub fn stream<R: BufRead + Send>(
 }
 
 /// Every event kept and sorted: any order, any input.
-pub fn whole<R: BufRead + Send>(input: R, config: &DetectConfig) -> Result<Vec<Finding>, BadLine> {
+pub fn whole<R: std::io::Read + Send + 'static>(input: R, config: &DetectConfig) -> Result<Vec<Finding>, BadLine> {
+    whole_with(input, config, Reading::new())
+}
+
+fn whole_with<R: std::io::Read + Send + 'static>(
+    input: R,
+    config: &DetectConfig,
+    how: Reading,
+) -> Result<Vec<Finding>, BadLine> {
     let mut events = Vec::new();
     let mut recorded_seqs = Vec::new();
-    read(input, &mut |Read { seq, event: e, .. }, _| {
+    read(input, how, &mut |Read { seq, event: e, .. }, _| {
         recorded_seqs.push(seq);
         events.push(e);
         true
@@ -236,8 +407,10 @@ pub fn whole<R: BufRead + Send>(input: R, config: &DetectConfig) -> Result<Vec<F
 
 #[cfg(test)]
 mod tests {
+    use std::io::Cursor;
+
     use super::*;
-    use server::ingest::parse_line;
+    use server::ingest::{Lines, parse_line};
 
     /// Bad-credential events from one network (brute force): which ones are evidence, and the
     /// first and last seen, depend on the order they are observed in.
@@ -255,16 +428,81 @@ mod tests {
             .collect()
     }
 
+    /// Like [`lines`], many of them: bursts of 300 guesses two hours apart (a finding each), the
+    /// recorded seqs falling as the lines rise.
+    fn bursts(n: u64, with_seq: bool) -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                let t = Timestamp::from_second(1_790_000_000 + (i / 2 + i / 300 * 7200) as i64).expect("a time");
+                let seq = if with_seq { format!(r#""seq":{},"#, 10 * n - i) } else { String::new() };
+                format!(
+                    r#"{{"id":"ev{i}",{seq}"time":"{t}","reason":"unknown_token","source_ip":"203.0.113.{}"}}"#,
+                    i % 7
+                )
+            })
+            .collect()
+    }
+
     fn text(lines: &[String]) -> String {
         lines.iter().map(|l| format!("{l}\n")).collect()
+    }
+
+    fn input(bytes: &[u8]) -> Cursor<Vec<u8>> {
+        Cursor::new(bytes.to_vec())
     }
 
     fn both(lines: &[String], window: usize) -> (Option<Vec<Finding>>, Vec<Finding>) {
         let t = text(lines);
         let config = DetectConfig::default();
-        let streamed = stream(t.as_bytes(), &config, window).expect("good lines");
-        let whole = whole(t.as_bytes(), &config).expect("good lines");
+        let streamed = stream(input(t.as_bytes()), &config, window).expect("good lines");
+        let whole = whole(input(t.as_bytes()), &config).expect("good lines");
         (streamed, whole)
+    }
+
+    /// A bad line as a number and what is said about it.
+    fn said(b: &BadLine) -> (u64, String) {
+        match b {
+            BadLine::Unreadable(n, e) => (*n, format!("unreadable: {e}")),
+            BadLine::Invalid(n, m) => (*n, m.clone()),
+        }
+    }
+
+    /// The reading before it had threads of its own: `BufRead::read_line` line by line, each line
+    /// parsed in turn on this thread, then every event sorted (`detect::run`).
+    fn one_thread<R: std::io::BufRead>(input: R) -> Result<Vec<Finding>, (u64, String)> {
+        let mut events = Vec::new();
+        let mut recorded = Vec::new();
+        let mut lines = Lines::new(input);
+        while let Some((n, line)) = lines.next() {
+            let line = line.map_err(|e| said(&BadLine::Unreadable(n, e)))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let p = parse_line(line).map_err(|m| (n, m))?;
+            let mut e = p.event;
+            e.id = p.id.unwrap_or_else(|| format!("line-{n}"));
+            e.seq = Some(n - 1);
+            recorded.push(p.seq);
+            events.push(e);
+        }
+        if recorded.iter().all(Option::is_some) {
+            for (e, seq) in events.iter_mut().zip(recorded) {
+                e.seq = seq;
+            }
+        }
+        Ok(detect::run(&DetectConfig::default(), &mut events))
+    }
+
+    /// Blocks of one byte (every line longer than a block), of parts of lines, of a few lines,
+    /// and the default; one parser to three.
+    fn readings() -> Vec<Reading> {
+        let mut all = Vec::new();
+        for block in [1, 150, 1000, Reading::new().block] {
+            for parsers in 1..=3 {
+                all.push(Reading { block, parsers });
+            }
+        }
+        all
     }
 
     #[test]
@@ -306,114 +544,14 @@ mod tests {
         assert_eq!(s, Some(w));
     }
 
-    /// The reading before it had a thread of its own: every line parsed in turn on this thread,
-    /// then all of them sorted (`detect::run`); the number of the first bad line.
-    fn one_thread(text: &str) -> Result<Vec<Finding>, u64> {
-        let mut events = Vec::new();
-        let mut recorded = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let n = i as u64 + 1;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let p = parse_line(line).map_err(|_| n)?;
-            let mut e = p.event;
-            e.id = p.id.unwrap_or_else(|| format!("line-{n}"));
-            e.seq = Some(n - 1);
-            recorded.push(p.seq);
-            events.push(e);
-        }
-        if recorded.iter().all(Option::is_some) {
-            for (e, seq) in events.iter_mut().zip(recorded) {
-                e.seq = seq;
-            }
-        }
-        Ok(detect::run(&DetectConfig::default(), &mut events))
-    }
-
-    /// Like [`lines`], many of them: bursts of 300 guesses two hours apart (a finding each), the
-    /// recorded seqs falling as the lines rise.
-    fn bursts(n: u64, with_seq: bool) -> Vec<String> {
-        (0..n)
-            .map(|i| {
-                let t = Timestamp::from_second(1_790_000_000 + (i / 2 + i / 300 * 7200) as i64).expect("a time");
-                let seq = if with_seq { format!(r#""seq":{},"#, 10 * n - i) } else { String::new() };
-                format!(
-                    r#"{{"id":"ev{i}",{seq}"time":"{t}","reason":"unknown_token","source_ip":"203.0.113.{}"}}"#,
-                    i % 7
-                )
-            })
-            .collect()
-    }
-
-    #[test]
-    fn the_reading_thread_finds_what_one_thread_finds_over_many_batches_in_order_or_not() {
-        // Many batches, findings all along, and a last batch that is not full.
-        let count = 20 * BATCH as u64 + 37;
-        for with_seq in [false, true] {
-            let mut l = bursts(count, with_seq);
-            let want = one_thread(&text(&l)).expect("good lines");
-            assert!(want.len() > 1, "the events give findings: {want:?}");
-            let (s, w) = both(&l, WINDOW);
-            assert_eq!(s.as_ref(), Some(&want));
-            assert_eq!(w, want);
-            // Out of order within the window, across batch boundaries: streamed, same findings.
-            for i in (BATCH - 3..l.len() - 8).step_by(BATCH) {
-                l.swap(i, i + 7);
-            }
-            let want = one_thread(&text(&l)).expect("good lines");
-            let (s, w) = both(&l, WINDOW);
-            assert_eq!(s.as_ref(), Some(&want));
-            assert_eq!(w, want);
-            // Out of order beyond it: only sorting the whole file gives them.
-            let last = l.len() - 1;
-            l.swap(3, last);
-            let want = one_thread(&text(&l)).expect("good lines");
-            let (s, w) = both(&l, WINDOW);
-            assert_eq!(s, None);
-            assert_eq!(w, want);
-        }
-    }
-
-    #[test]
-    fn a_bad_line_far_into_the_file_keeps_its_number_and_disorder_before_it_comes_first() {
-        let mut l = bursts(9 * BATCH as u64, false);
-        let bad = 5 * BATCH + 17;
-        l[bad - 1] = "{\"time\":1}".to_owned();
-        let t = text(&l);
-        assert_eq!(one_thread(&t).map(|_| ()), Err(bad as u64));
-        let config = DetectConfig::default();
-        for got in [stream(t.as_bytes(), &config, WINDOW).map(|_| ()), whole(t.as_bytes(), &config).map(|_| ())] {
-            match got {
-                Err(BadLine::Invalid(n, m)) => {
-                    assert_eq!(n, bad as u64);
-                    assert_eq!(m, "invalid type: integer `1`, expected a string (column 9)");
-                }
-                other => panic!("{other:?}"),
-            }
-        }
-        // An event out of order before the bad line: the streamed pass stops there, as it did
-        // on one thread, and the whole file's reading then names the bad line.
-        l.swap(10, bad - 10);
-        let t = text(&l);
-        assert!(matches!(stream(t.as_bytes(), &config, WINDOW), Ok(None)));
-        assert!(matches!(whole(t.as_bytes(), &config), Err(BadLine::Invalid(n, _)) if n == bad as u64));
-        // A line that is not UTF-8 far into the file.
-        let mut bytes = text(&bursts(3 * BATCH as u64, false)).into_bytes();
-        bytes.extend_from_slice(b"\xff\n");
-        let unreadable = 3 * BATCH as u64 + 1;
-        assert!(matches!(stream(&bytes[..], &config, WINDOW), Err(BadLine::Unreadable(n, _)) if n == unreadable));
-        assert!(matches!(whole(&bytes[..], &config), Err(BadLine::Unreadable(n, _)) if n == unreadable));
-    }
-
     #[test]
     fn a_bad_line_is_named_with_the_ingest_wording() {
         let mut l = lines(5, false);
         l[3] = r#"{"time":"2026-01-01T00:00:00Z"}"#.to_owned();
         let t = text(&l);
         for got in [
-            stream(t.as_bytes(), &DetectConfig::default(), 4).map(|_| ()),
-            whole(t.as_bytes(), &DetectConfig::default()).map(|_| ()),
+            stream(input(t.as_bytes()), &DetectConfig::default(), 4).map(|_| ()),
+            whole(input(t.as_bytes()), &DetectConfig::default()).map(|_| ()),
         ] {
             match got {
                 Err(BadLine::Invalid(4, m)) => assert_eq!(m, "missing field `reason` (column 31)"),
@@ -421,8 +559,123 @@ mod tests {
             }
         }
         let bad = b"{}\n\xff\n";
-        assert!(matches!(whole(&bad[..], &DetectConfig::default()), Err(BadLine::Invalid(1, _))));
+        assert!(matches!(whole(input(bad), &DetectConfig::default()), Err(BadLine::Invalid(1, _))));
         let unreadable = b"\n\xff\n";
-        assert!(matches!(stream(&unreadable[..], &DetectConfig::default(), 4), Err(BadLine::Unreadable(2, _))));
+        let got = stream(input(unreadable), &DetectConfig::default(), 4);
+        assert!(
+            matches!(&got, Err(BadLine::Unreadable(2, e)) if e.to_string() == "stream did not contain valid UTF-8")
+        );
+    }
+
+    #[test]
+    fn the_threads_find_what_one_thread_finds_however_the_file_is_cut_in_order_or_not() {
+        let config = DetectConfig::default();
+        for with_seq in [false, true] {
+            let mut l = bursts(5000, with_seq);
+            // Lines ending in `\r\n`, blank ones, one with only spaces, and a last line without
+            // an end: all as `BufRead::read_line` reads them.
+            l[7].push('\r');
+            l.insert(100, String::new());
+            l.insert(200, "  \r".to_owned());
+            let mut in_order = text(&l);
+            in_order.pop();
+            // Out of order within the window, and beyond it.
+            let mut near = l.clone();
+            for i in (10..near.len() - 8).step_by(97) {
+                near.swap(i, i + 7);
+            }
+            let mut far = l.clone();
+            far.swap(3, 4000);
+            for (what, t, streams) in
+                [("in order", in_order, true), ("near", text(&near), true), ("far", text(&far), false)]
+            {
+                let want = one_thread(t.as_bytes()).expect("good lines");
+                assert!(want.len() > 10, "{what}: the events give findings: {want:?}");
+                for how in readings() {
+                    let streamed = stream_with(input(t.as_bytes()), &config, WINDOW, how).expect("good lines");
+                    assert_eq!(streamed.as_ref(), streams.then_some(&want), "{what}, {how:?}");
+                    assert_eq!(
+                        whole_with(input(t.as_bytes()), &config, how).expect("good lines"),
+                        want,
+                        "{what}, {how:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Reads `bytes`, but fails with `error` once `at` bytes are read, and is interrupted on
+    /// every third call (which every reader retries).
+    struct Failing {
+        bytes: Cursor<Vec<u8>>,
+        at: u64,
+        calls: u32,
+    }
+
+    impl std::io::Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.calls += 1;
+            if self.calls.is_multiple_of(3) {
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            let left = self.at.saturating_sub(self.bytes.position());
+            if left == 0 {
+                return Err(std::io::Error::other("the disk is gone"));
+            }
+            let max = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            self.bytes.read(&mut buf[..max])
+        }
+    }
+
+    #[test]
+    fn the_first_bad_line_keeps_its_number_and_words_and_disorder_before_it_comes_first() {
+        let config = DetectConfig::default();
+        let good = bursts(3000, false);
+        let mut bad = good.clone();
+        bad[1717] = r#"{"time":1}"#.to_owned();
+        let mut not_utf8 = text(&good).into_bytes();
+        let at = not_utf8.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(2021).map_or(0, |(i, _)| i);
+        not_utf8[at - 5] = 0xff;
+        let mut first_byte = text(&good).into_bytes();
+        first_byte.insert(at + 1, 0xc3);
+        let cases: [(&str, Vec<u8>); 3] =
+            [("invalid", text(&bad).into_bytes()), ("not UTF-8", not_utf8), ("not UTF-8 first", first_byte)];
+        for (what, bytes) in cases {
+            let Err(want) = one_thread(&bytes[..]) else { panic!("{what}: a bad line") };
+            assert!(want.0 > 1000, "{what}: {want:?}");
+            for how in readings() {
+                for got in [
+                    stream_with(input(&bytes), &config, WINDOW, how).map(|_| ()),
+                    whole_with(input(&bytes), &config, how).map(|_| ()),
+                ] {
+                    assert_eq!(got.as_ref().map_err(said), Err(want.clone()), "{what}, {how:?}");
+                }
+            }
+        }
+        assert_eq!(
+            one_thread(text(&bad).as_bytes()).map(|_| ()),
+            Err((1718, "invalid type: integer `1`, expected a string (column 9)".to_owned()))
+        );
+        // An event out of order before the bad line: the streamed pass stops there, as it did
+        // on one thread, and reading the whole file then names the bad line.
+        bad.swap(10, 1700);
+        let t = text(&bad);
+        for how in readings() {
+            assert!(matches!(stream_with(input(t.as_bytes()), &config, WINDOW, how), Ok(None)), "{how:?}");
+            let got = whole_with(input(t.as_bytes()), &config, how);
+            assert!(matches!(got, Err(BadLine::Invalid(1718, _))), "{how:?}");
+        }
+        // Reading fails: in the middle of a line, and right after one.
+        let t = text(&good).into_bytes();
+        let end_of_line_900 = t.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(899).map_or(0, |(i, _)| i);
+        for at in [t.len() as u64 / 2, end_of_line_900 as u64 + 1] {
+            let failing = || Failing { bytes: Cursor::new(t.clone()), at, calls: 0 };
+            let Err(want) = one_thread(std::io::BufReader::new(failing())) else { panic!("a failure") };
+            assert!(want.1.ends_with("the disk is gone"), "{want:?}");
+            for how in readings() {
+                let got = whole_with(failing(), &config, how).map(|_| ());
+                assert_eq!(got.as_ref().map_err(said), Err(want.clone()), "{at}, {how:?}");
+            }
+        }
     }
 }
