@@ -71,6 +71,51 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     }
 }
 
+/// A list of strings as read: the first few in place (a line's lists hold one to three), the
+/// rest in a `Vec`, so that most lines allocate no list. Reads exactly as `Vec<String>` does,
+/// errors included.
+#[derive(Default)]
+struct Texts<'a> {
+    first: [Option<Text<'a>>; 4],
+    more: Vec<Text<'a>>,
+}
+
+impl Texts<'_> {
+    fn len(&self) -> usize {
+        self.first.iter().flatten().count() + self.more.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &str> {
+        self.first.iter().flatten().chain(&self.more).map(|t| &*t.0)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Texts<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Texts<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                // What `Vec` expects, so that a wrong type reads the same.
+                f.write_str("a sequence")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut texts = Texts::default();
+                let mut i = 0;
+                while let Some(t) = seq.next_element::<Text<'de>>()? {
+                    match texts.first.get_mut(i) {
+                        Some(slot) => *slot = Some(t),
+                        None => texts.more.push(t),
+                    }
+                    i += 1;
+                }
+                Ok(texts)
+            }
+        }
+        d.deserialize_seq(Visitor)
+    }
+}
+
 /// One line as read: `proto::IngestEvent` field for field (the same names, order, defaults and
 /// unknown-field rejection, so every error reads the same), but the fields that are only checked
 /// or copied are borrowed instead of allocated. `proto::IngestEvent` stays the documented schema;
@@ -112,7 +157,7 @@ struct IngestEvent<'a> {
     #[serde(default, borrow)]
     action: Option<Text<'a>>,
     #[serde(default, borrow)]
-    sensitivity: Vec<Text<'a>>,
+    sensitivity: Texts<'a>,
     #[serde(default, borrow)]
     decision: Option<Text<'a>>,
     #[serde(borrow)]
@@ -134,7 +179,7 @@ struct IngestEvent<'a> {
     #[serde(default, borrow)]
     required_scope: Option<Text<'a>>,
     #[serde(default, borrow)]
-    granted_scopes: Vec<Text<'a>>,
+    granted_scopes: Texts<'a>,
     #[serde(default, borrow)]
     explanation: Option<Text<'a>>,
     #[serde(default)]
@@ -247,7 +292,7 @@ fn fill(v: IngestEvent<'_>, e: &mut Event) -> Result<(), String> {
     put_some(&mut e.route, v.route);
     put_some(&mut e.resource, v.resource);
     put_some(&mut e.action, v.action);
-    put_all(&mut e.sensitivity, v.sensitivity);
+    put_all(&mut e.sensitivity, &v.sensitivity);
     e.decision = Verdict::of(reason);
     e.reason = reason;
     e.status = v.status;
@@ -258,7 +303,7 @@ fn fill(v: IngestEvent<'_>, e: &mut Event) -> Result<(), String> {
     put_some(&mut e.operation, v.operation);
     put_some(&mut e.target, v.target);
     put_some(&mut e.required_scope, v.required_scope);
-    put_all(&mut e.granted_scopes, v.granted_scopes);
+    put_all(&mut e.granted_scopes, &v.granted_scopes);
     put_some(&mut e.explanation, v.explanation);
     e.details = v.details;
     e.erased = false;
@@ -281,12 +326,12 @@ fn put_some(to: &mut Option<String>, from: Option<Text<'_>>) {
 }
 
 /// A list of strings, in the memory of the strings the list already has.
-fn put_all(to: &mut Vec<String>, from: Vec<Text<'_>>) {
+fn put_all(to: &mut Vec<String>, from: &Texts<'_>) {
     to.truncate(from.len());
-    for (i, t) in from.into_iter().enumerate() {
+    for (i, t) in from.iter().enumerate() {
         match to.get_mut(i) {
-            Some(s) => put(s, &t.0),
-            None => to.push(t.0.into_owned()),
+            Some(s) => put(s, t),
+            None => to.push(t.to_owned()),
         }
     }
 }
@@ -588,6 +633,14 @@ mod tests {
             min(""),
             min(r#","source":"Zürich ☃""#),
             min(r#","decision":"deny""#),
+            min(r#","sensitivity":[],"granted_scopes":["a:read","b:read","c:read","d:read","e:read","f:read"]"#),
+            min(r#","sensitivity":["pii","phi","pci","financial","secret"],"granted_scopes":["a\u003aread"]"#),
+            min(r#","sensitivity":null"#),
+            min(r#","sensitivity":"pii""#),
+            min(r#","granted_scopes":{"a":"b"}"#),
+            min(r#","granted_scopes":["a:read",7]"#),
+            min(r#","granted_scopes":["a:read","b:read","c:read","d:read",null]"#),
+            min(r#","sensitivity":["pii",]"#),
             r#"{"reason":"ok"}"#.to_owned(),
             r#"{"time":"2026-01-01T00:00:00Z"}"#.to_owned(),
             "{}".to_owned(),
