@@ -7,8 +7,9 @@
 //! batches. A bad line therefore never leaves a partly ingested file behind. Memory stays
 //! constant in the number of lines, apart from 16 bytes per line that carries its own id.
 //!
-//! [`parse_line`] is the one reader of such a line; the offline `tokentrail detect` and the
-//! simulator's scorer use it too, so its cost is the parsing cost of every NDJSON path.
+//! [`parse_line`] is the one reader of such a line (and [`parse_line_into`], the same into an
+//! event that is reused); the offline `tokentrail detect` and the simulator's scorer use it too,
+//! so its cost is the parsing cost of every NDJSON path.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
