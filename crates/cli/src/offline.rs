@@ -208,6 +208,11 @@ fn newlines(bytes: &[u8]) -> u64 {
 }
 
 /// Appends up to `size` bytes of `input` to `block`; `Ok(true)` at the end of the input.
+///
+/// Stops early after a read that returned less than it was asked for and brought the end of a
+/// line, as a pipe's read does when its writer pauses: the lines that have come are parsed now,
+/// not when a block's worth has come (a bad line is reported as soon as it is written, as
+/// reading line by line did). A file's reads return all they are asked for but at its end.
 fn fill<R: std::io::Read>(input: &mut R, block: &mut Vec<u8>, size: usize) -> std::io::Result<bool> {
     let start = block.len();
     block.resize(start + size, 0);
@@ -218,7 +223,13 @@ fn fill<R: std::io::Read>(input: &mut R, block: &mut Vec<u8>, size: usize) -> st
         }
         match input.read(&mut block[filled..]) {
             Ok(0) => break Ok(true),
-            Ok(k) => filled += k,
+            Ok(k) => {
+                let short = filled + k < block.len();
+                filled += k;
+                if short && block[filled - k..filled].contains(&b'\n') {
+                    break Ok(false);
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => break Err(e),
         }
@@ -669,6 +680,71 @@ mod tests {
             assert_eq!(held.pop().map(|(k, _)| k), Some(k));
         }
         assert!(held.pop().is_none());
+    }
+
+    /// A pipe whose writer writes `lines` one at a time, then goes quiet: a read after the last
+    /// line waits for `quiet` (30 s at most, then notes in `waited_out` that it gave up) and
+    /// fails.
+    struct Trickle {
+        /// Last first.
+        lines: Vec<String>,
+        written: Cursor<Vec<u8>>,
+        quiet: Receiver<()>,
+        waited_out: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Trickle {
+        fn new(lines: &[String], quiet: Receiver<()>) -> (Trickle, Arc<std::sync::atomic::AtomicBool>) {
+            let waited_out = Arc::default();
+            let lines = lines.iter().rev().cloned().collect();
+            (Trickle { lines, written: Cursor::default(), quiet, waited_out: Arc::clone(&waited_out) }, waited_out)
+        }
+    }
+
+    impl std::io::Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.written.position() == self.written.get_ref().len() as u64 {
+                let Some(line) = self.lines.pop() else {
+                    if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                        self.quiet.recv_timeout(std::time::Duration::from_secs(30))
+                    {
+                        self.waited_out.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    return Err(std::io::Error::other("the writer is quiet"));
+                };
+                self.written = Cursor::new(format!("{line}\n").into_bytes());
+            }
+            self.written.read(buf)
+        }
+    }
+
+    #[test]
+    fn lines_from_a_pipe_are_parsed_as_they_come_not_when_a_block_is_full() {
+        let config = DetectConfig::default();
+        let mut l = lines(40, false);
+        // The reference reads from a writer that has closed its end.
+        let closed = |l: &[String]| Trickle::new(l, channel().1).0;
+        let want = one_thread(std::io::BufReader::new(closed(&l)));
+        assert_eq!(want.as_ref().map(|_| ()), Err(&(41, "unreadable: the writer is quiet".to_owned())));
+        // A bad line is reported when it comes, while the writer is still quiet: not when a
+        // block's worth has come or the writer closes.
+        l[29] = "not json".to_owned();
+        let want = one_thread(std::io::BufReader::new(closed(&l))).map(|_| ());
+        assert_eq!(want, Err((30, "expected ident (column 2)".to_owned())));
+        for how in readings() {
+            for streamed in [false, true] {
+                let (go_on, quiet) = channel();
+                let (pipe, waited_out) = Trickle::new(&l, quiet);
+                let got = if streamed {
+                    stream_with(pipe, &config, WINDOW, how).map(|_| ())
+                } else {
+                    whole_with(pipe, &config, how).map(|_| ())
+                };
+                assert!(!waited_out.load(std::sync::atomic::Ordering::SeqCst), "{how:?}: waited for the writer");
+                assert_eq!(got.as_ref().map_err(said), want.as_ref().map_err(Clone::clone), "{how:?}");
+                drop(go_on);
+            }
+        }
     }
 
     #[test]
