@@ -61,6 +61,9 @@ impl Reading {
 /// the memory of the hand-over (a few megabytes).
 const AHEAD: usize = 2;
 
+/// Events the detectors are done with, returned to the parsers together (one lock per this many).
+const RETURNED: usize = 256;
+
 /// A line (1-based) that cannot be read or is not an event.
 #[derive(Debug)]
 pub enum BadLine {
@@ -140,7 +143,7 @@ fn read<R: std::io::Read + Send + 'static>(
         if let Some(bad) = block.bad {
             return Err(bad);
         }
-        if bin.len() >= 256
+        if bin.len() >= RETURNED
             && let Ok(mut pool) = pool.lock()
         {
             pool.push(std::mem::take(&mut bin));
@@ -271,6 +274,7 @@ fn parse_blocks(
 /// there are some (refilled from the pool).
 #[allow(clippy::vec_box, reason = "events are handed on as pointers; see `Pool`")]
 fn parse_block(first: u64, bytes: &[u8], spare: &mut Vec<Box<Event>>, pool: &Pool) -> Parsed {
+    // Room for lines of 256 bytes: more than a block holds of the simulator's (about 640 each).
     let mut events = Vec::with_capacity(bytes.len() / 256);
     // Bytes that are not UTF-8 make their line unreadable; the lines before it are read.
     let (text, unreadable) = match std::str::from_utf8(bytes) {
