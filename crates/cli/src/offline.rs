@@ -182,10 +182,19 @@ fn read_blocks<R: std::io::Read>(
         let mut block = spent.try_recv().unwrap_or_default();
         block.clear();
         block.append(&mut rest);
-        let read = fill(&mut input, &mut block, size);
-        let whole = match &read {
-            Ok(true) => block.len(),
-            Ok(false) | Err(_) => block.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1),
+        // Read on until the block ends a line, looking for the end only in what was just read
+        // (the rest of the last block has none), so a line of any length costs linear time.
+        let (read, whole) = loop {
+            let from = block.len();
+            let read = fill(&mut input, &mut block, size);
+            let end = match &read {
+                Ok(true) => Some(block.len()),
+                Ok(false) | Err(_) => block[from..].iter().rposition(|&b| b == b'\n').map(|i| from + i + 1),
+            };
+            match (read, end) {
+                (Ok(false), None) => {}
+                (read, end) => break (read, end.unwrap_or(0)),
+            }
         };
         rest.extend_from_slice(&block[whole..]);
         block.truncate(whole);
