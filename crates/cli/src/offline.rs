@@ -44,16 +44,16 @@ struct Reading {
 }
 
 impl Reading {
-    /// 64 KiB blocks (about 100 events of the simulator's), and one parser per core but one for
+    /// 256 KiB blocks (about 400 events of the simulator's), and one parser per core but one for
     /// the detectors, at least two and at most four. Two parsers on two cores are not for more
     /// parallelism but for balance: the scheduler shares the cores among the parsers and the
-    /// detectors, so neither side waits for the other, whichever costs more. A block and its
-    /// events stay in a core's cache until the detectors read them: over the large simulated
-    /// trace with another process on the machine, 256 KiB blocks took 10-25% more CPU time than
-    /// 64 KiB, and 1 MiB about 40% more.
+    /// detectors, so neither side waits for the other, whichever costs more. Smaller blocks mean
+    /// more hand-overs: over the large simulated trace on a quiet machine, 64 KiB blocks switched
+    /// threads 4.5 times as often and took 10-25% longer; 1 MiB blocks took more CPU time (a block
+    /// and its events no longer stay in a core's cache until the detectors read them).
     fn new() -> Reading {
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
-        Reading { block: 64 << 10, parsers: cores.saturating_sub(1).clamp(2, 4) }
+        Reading { block: 256 << 10, parsers: cores.saturating_sub(1).clamp(2, 4) }
     }
 }
 
