@@ -1054,7 +1054,7 @@ fn detect_offline(input: &Path, config_file: Option<&Path>, format: Format) -> a
     let open = || -> anyhow::Result<_> {
         let file = std::fs::File::open(input).with_context(|| format!("cannot read {}", input.display()))?;
         let regular = file.metadata().is_ok_and(|m| m.is_file());
-        Ok((std::io::BufReader::with_capacity(1 << 16, file), regular))
+        Ok((file, regular))
     };
     let bad = |b: BadLine| match b {
         BadLine::Unreadable(n, e) => {
@@ -1063,12 +1063,14 @@ fn detect_offline(input: &Path, config_file: Option<&Path>, format: Format) -> a
         BadLine::Invalid(n, m) => anyhow!("{}: line {n}: {m}", input.display()),
     };
     // A regular file can be read twice: streamed first, sorted whole only if it is out of order.
-    let (mut file, regular) = open()?;
-    let streamed =
-        if regular { offline::stream(&mut file, &detect_config, offline::WINDOW).map_err(bad)? } else { None };
-    let found = match streamed {
-        Some(found) => found,
-        None => offline::whole(if regular { open()?.0 } else { file }, &detect_config).map_err(bad)?,
+    let (file, regular) = open()?;
+    let found = if regular {
+        match offline::stream(file, &detect_config, offline::WINDOW).map_err(bad)? {
+            Some(found) => found,
+            None => offline::whole(open()?.0, &detect_config).map_err(bad)?,
+        }
+    } else {
+        offline::whole(file, &detect_config).map_err(bad)?
     };
     let findings: Vec<proto::FindingView> =
         found.iter().map(|f| server::views::finding_view(&engine::detection::record_of(f))).collect();

@@ -8,15 +8,16 @@
 //! a partly ingested file behind. Memory stays
 //! constant in the number of lines, apart from 16 bytes per line that carries its own id.
 //!
-//! [`parse_line`] is the one reader of such a line; the offline `tokentrail detect` and the
-//! simulator's scorer use it too, so its cost is the parsing cost of every NDJSON path.
+//! [`parse_line`] is the one reader of such a line (and [`parse_line_into`], the same into an
+//! event that is reused); the offline `tokentrail detect` and the simulator's scorer use it too,
+//! so its cost is the parsing cost of every NDJSON path.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::io::BufRead;
 
 use jiff::Timestamp;
-use ledger::event::Event;
+use ledger::event::{Event, Kind, Verdict};
 use proto::{IngestResult, LineError};
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
@@ -72,6 +73,51 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     }
 }
 
+/// A list of strings as read: the first few in place (a line's lists hold one to three), the
+/// rest in a `Vec`, so that most lines allocate no list. Reads exactly as `Vec<String>` does,
+/// errors included.
+#[derive(Default)]
+struct Texts<'a> {
+    first: [Option<Text<'a>>; 4],
+    more: Vec<Text<'a>>,
+}
+
+impl Texts<'_> {
+    fn len(&self) -> usize {
+        self.first.iter().flatten().count() + self.more.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &str> {
+        self.first.iter().flatten().chain(&self.more).map(|t| &*t.0)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Texts<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Texts<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                // What `Vec` expects, so that a wrong type reads the same.
+                f.write_str("a sequence")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut texts = Texts::default();
+                let mut i = 0;
+                while let Some(t) = seq.next_element::<Text<'de>>()? {
+                    match texts.first.get_mut(i) {
+                        Some(slot) => *slot = Some(t),
+                        None => texts.more.push(t),
+                    }
+                    i += 1;
+                }
+                Ok(texts)
+            }
+        }
+        d.deserialize_seq(Visitor)
+    }
+}
+
 /// One line as read: `proto::IngestEvent` field for field (the same names, order, defaults and
 /// unknown-field rejection, so every error reads the same), but the fields that are only checked
 /// or copied are borrowed instead of allocated. `proto::IngestEvent` stays the documented schema;
@@ -82,8 +128,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct IngestEvent<'a> {
-    #[serde(default)]
-    id: Option<String>,
+    #[serde(default, borrow)]
+    id: Option<Text<'a>>,
     #[serde(default)]
     seq: Option<u64>,
     #[serde(borrow)]
@@ -92,28 +138,28 @@ struct IngestEvent<'a> {
     kind: Option<Text<'a>>,
     #[serde(default, borrow)]
     source: Option<Text<'a>>,
-    #[serde(default)]
-    token_id: Option<String>,
-    #[serde(default)]
-    token_fingerprint: Option<String>,
-    #[serde(default)]
-    owner: Option<String>,
-    #[serde(default)]
-    source_ip: Option<String>,
-    #[serde(default)]
-    user_agent: Option<String>,
-    #[serde(default)]
-    method: Option<String>,
-    #[serde(default)]
-    path: Option<String>,
-    #[serde(default)]
-    route: Option<String>,
-    #[serde(default)]
-    resource: Option<String>,
-    #[serde(default)]
-    action: Option<String>,
-    #[serde(default)]
-    sensitivity: Vec<String>,
+    #[serde(default, borrow)]
+    token_id: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    token_fingerprint: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    owner: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    source_ip: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    user_agent: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    method: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    path: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    route: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    resource: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    action: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    sensitivity: Texts<'a>,
     #[serde(default, borrow)]
     decision: Option<Text<'a>>,
     #[serde(borrow)]
@@ -124,20 +170,20 @@ struct IngestEvent<'a> {
     latency_ms: Option<f64>,
     #[serde(default)]
     bytes_out: Option<u64>,
-    #[serde(default)]
-    request_id: Option<String>,
-    #[serde(default)]
-    node: Option<String>,
-    #[serde(default)]
-    operation: Option<String>,
-    #[serde(default)]
-    target: Option<String>,
-    #[serde(default)]
-    required_scope: Option<String>,
-    #[serde(default)]
-    granted_scopes: Vec<String>,
-    #[serde(default)]
-    explanation: Option<String>,
+    #[serde(default, borrow)]
+    request_id: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    node: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    operation: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    target: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    required_scope: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    granted_scopes: Texts<'a>,
+    #[serde(default, borrow)]
+    explanation: Option<Text<'a>>,
     #[serde(default)]
     details: BTreeMap<String, String>,
     /// Ignored on ingest (an ingested event's values are present).
@@ -161,6 +207,27 @@ pub struct Parsed {
 /// One NDJSON line as an event in the PRODUCT.md schema, checked; the error names the field or
 /// the column (the caller names the line).
 pub fn parse_line(line: &str) -> Result<Parsed, String> {
+    let mut event = Event::new(String::new(), Timestamp::UNIX_EPOCH, Kind::Access, "", token::Reason::Ok);
+    let head = parse_line_into(line, &mut event)?;
+    let id = head.has_id.then(|| std::mem::take(&mut event.id));
+    Ok(Parsed { id, seq: head.seq, event })
+}
+
+/// What a line says beside its event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// The line has an `id` (now the event's); without one the event's `id` is empty.
+    pub has_id: bool,
+    /// The line's `seq` (a position in the ledger it was exported from; never stored).
+    pub seq: Option<u64>,
+}
+
+/// [`parse_line`] into an event that is already there, reusing its strings' memory: what a
+/// reader of many lines does to allocate nothing per line once its events are warm. Every field
+/// of `into` is overwritten, with exactly what `parse_line` gives (`seq` `None`, the line's `id`
+/// or an empty one); on an error `into` holds a mix of old and new values and is only good for
+/// reuse.
+pub fn parse_line_into(line: &str, into: &mut Event) -> Result<Head, String> {
     let v: IngestEvent<'_> = serde_json::from_str(line).map_err(|e| {
         // serde counts lines within this one line.
         let text = e.to_string();
@@ -170,12 +237,13 @@ pub fn parse_line(line: &str) -> Result<Parsed, String> {
         }
     })?;
     let seq = v.seq;
-    let (id, event) = event_of(v)?;
-    Ok(Parsed { id, seq, event })
+    let has_id = v.id.is_some();
+    fill(v, into)?;
+    Ok(Head { has_id, seq })
 }
 
-fn event_of(v: IngestEvent<'_>) -> Result<(Option<String>, Event), String> {
-    use ledger::event::{Kind, Verdict};
+/// Checks a line's values and writes them into `e`.
+fn fill(v: IngestEvent<'_>, e: &mut Event) -> Result<(), String> {
     let time: Timestamp = v.time.0.parse().map_err(|_| format!("time: {:?} is not an RFC 3339 time", v.time.0))?;
     let kind = match v.kind.as_ref().map(|k| &*k.0) {
         None => Kind::Access,
@@ -190,7 +258,7 @@ fn event_of(v: IngestEvent<'_>) -> Result<(Option<String>, Event), String> {
         }
     }
     if let Some(id) = &v.id
-        && (id.is_empty() || id.len() > 128 || id.chars().any(char::is_control))
+        && (id.0.is_empty() || id.0.len() > 128 || id.0.chars().any(char::is_control))
     {
         return Err("id: must be 1 to 128 printable characters".to_owned());
     }
@@ -200,8 +268,8 @@ fn event_of(v: IngestEvent<'_>) -> Result<(Option<String>, Event), String> {
     }
     // An address never holds a control character: look for one before parsing.
     if let Some(ip) = &v.source_ip
-        && ip.chars().any(char::is_control)
-        && ip.parse::<std::net::IpAddr>().is_err()
+        && ip.0.chars().any(char::is_control)
+        && ip.0.parse::<std::net::IpAddr>().is_err()
     {
         return Err("source_ip: must not contain control characters".to_owned());
     }
@@ -210,39 +278,73 @@ fn event_of(v: IngestEvent<'_>) -> Result<(Option<String>, Event), String> {
         Some(ms) => return Err(format!("latency_ms: {ms} is not a duration")),
         None => None,
     };
-    let mut e = Event::new(String::new(), time, kind, source, reason);
-    e.token_id = v.token_id;
-    e.token_fingerprint = v.token_fingerprint;
-    e.owner = v.owner;
-    e.source_ip = v.source_ip;
-    e.user_agent = v.user_agent;
-    e.method = v.method;
-    e.path = v.path.map(without_query_redacted);
-    e.route = v.route;
-    e.resource = v.resource;
-    e.action = v.action;
-    e.sensitivity = v.sensitivity;
+    // Every field, in the order of `Event`, so that none keeps a value of the event before.
+    put(&mut e.id, v.id.as_ref().map_or("", |id| &*id.0));
+    e.seq = None;
+    e.time = time;
+    e.kind = kind;
+    put(&mut e.source, source);
+    put_some(&mut e.token_id, v.token_id);
+    put_some(&mut e.token_fingerprint, v.token_fingerprint);
+    put_some(&mut e.owner, v.owner);
+    put_some(&mut e.source_ip, v.source_ip);
+    put_some(&mut e.user_agent, v.user_agent);
+    put_some(&mut e.method, v.method);
+    put_some(&mut e.path, v.path.map(|p| Text(without_query_redacted(p.0))));
+    put_some(&mut e.route, v.route);
+    put_some(&mut e.resource, v.resource);
+    put_some(&mut e.action, v.action);
+    put_all(&mut e.sensitivity, &v.sensitivity);
+    e.decision = Verdict::of(reason);
+    e.reason = reason;
     e.status = v.status;
     e.latency_us = latency_us;
     e.bytes_out = v.bytes_out;
-    e.request_id = v.request_id;
-    e.node = v.node;
-    e.operation = v.operation;
-    e.target = v.target;
-    e.required_scope = v.required_scope;
-    e.granted_scopes = v.granted_scopes;
-    e.explanation = v.explanation;
+    put_some(&mut e.request_id, v.request_id);
+    put_some(&mut e.node, v.node);
+    put_some(&mut e.operation, v.operation);
+    put_some(&mut e.target, v.target);
+    put_some(&mut e.required_scope, v.required_scope);
+    put_all(&mut e.granted_scopes, &v.granted_scopes);
+    put_some(&mut e.explanation, v.explanation);
     e.details = v.details;
-    Ok((v.id, e))
+    e.erased = false;
+    Ok(())
+}
+
+/// `*to = from.to_owned()` in the memory `to` already has.
+fn put(to: &mut String, from: &str) {
+    to.clear();
+    to.push_str(from);
+}
+
+/// An optional string field, in the memory the field already has when it had a value.
+fn put_some(to: &mut Option<String>, from: Option<Text<'_>>) {
+    match (to.as_mut(), from) {
+        (Some(s), Some(t)) => put(s, &t.0),
+        (None, Some(t)) => *to = Some(t.0.into_owned()),
+        (_, None) => *to = None,
+    }
+}
+
+/// A list of strings, in the memory of the strings the list already has.
+fn put_all(to: &mut Vec<String>, from: &Texts<'_>) {
+    to.truncate(from.len());
+    for (i, t) in from.iter().enumerate() {
+        match to.get_mut(i) {
+            Some(s) => put(s, t),
+            None => to.push(t.to_owned()),
+        }
+    }
 }
 
 /// The path without its query string, credentials in it redacted; the path itself (no copy) when
 /// that changes nothing, as for nearly every path.
-fn without_query_redacted(p: String) -> String {
+fn without_query_redacted(p: Cow<'_, str>) -> Cow<'_, str> {
     let cut = p.split('?').next().unwrap_or(&p);
     match token::redact_path(cut) {
         Cow::Borrowed(same) if same.len() == p.len() => p,
-        changed => changed.into_owned(),
+        changed => Cow::Owned(changed.into_owned()),
     }
 }
 
@@ -833,6 +935,14 @@ mod tests {
             min(""),
             min(r#","source":"Zürich ☃""#),
             min(r#","decision":"deny""#),
+            min(r#","sensitivity":[],"granted_scopes":["a:read","b:read","c:read","d:read","e:read","f:read"]"#),
+            min(r#","sensitivity":["pii","phi","pci","financial","secret"],"granted_scopes":["a\u003aread"]"#),
+            min(r#","sensitivity":null"#),
+            min(r#","sensitivity":"pii""#),
+            min(r#","granted_scopes":{"a":"b"}"#),
+            min(r#","granted_scopes":["a:read",7]"#),
+            min(r#","granted_scopes":["a:read","b:read","c:read","d:read",null]"#),
+            min(r#","sensitivity":["pii",]"#),
             r#"{"reason":"ok"}"#.to_owned(),
             r#"{"time":"2026-01-01T00:00:00Z"}"#.to_owned(),
             "{}".to_owned(),
@@ -844,11 +954,35 @@ mod tests {
         for reason in ["expired", "revoked", "insufficient_scope", "unknown_token"] {
             lines.push(format!(r#"{{"time":"2026-01-01T00:00:00Z","reason":"{reason}"}}"#));
         }
+        // An event that held every field, with more list entries than any line here.
+        let mut dirty = parse_line(FULL).expect("a good line").event;
+        dirty.id = "ev_old".to_owned();
+        dirty.seq = Some(9);
+        dirty.operation = Some("token.revoke".to_owned());
+        dirty.target = Some("tk_old".to_owned());
+        dirty.sensitivity = vec!["phi".to_owned(), "pci".to_owned(), "pii".to_owned()];
+        dirty.granted_scopes.push("admin:*".to_owned());
+        dirty.erased = true;
+        // And one event reused from line to line, as the offline `detect` does.
+        let mut carried = dirty.clone();
         let mut errors = 0;
         for line in &lines {
             let new = parse_line(line).map(|p| (p.id, p.seq, p.event));
             assert_eq!(new, owned(line), "{line}");
             errors += usize::from(new.is_err());
+            for reused in [&mut dirty.clone(), &mut carried] {
+                let into = parse_line_into(line, reused);
+                match (&new, into) {
+                    (Ok((id, seq, e)), Ok(head)) => {
+                        assert_eq!(head, Head { has_id: id.is_some(), seq: *seq }, "{line}");
+                        let mut want = e.clone();
+                        want.id = id.clone().unwrap_or_default();
+                        assert_eq!(*reused, want, "{line}");
+                    }
+                    (Err(a), Err(b)) => assert_eq!(*a, b, "{line}"),
+                    (a, b) => panic!("{line}: {a:?} against {b:?}"),
+                }
+            }
         }
         // Both kinds were exercised.
         assert!(errors > 20 && errors < lines.len() - 5, "{errors} of {} lines were bad", lines.len());
@@ -885,8 +1019,8 @@ mod tests {
 
     #[test]
     fn a_path_keeps_its_text_without_the_query_and_with_credentials_redacted() {
-        assert_eq!(without_query_redacted("/v1/orders/1".to_owned()), "/v1/orders/1");
-        assert_eq!(without_query_redacted("/v1/orders/1?x=tt_a".to_owned()), "/v1/orders/1");
-        assert_eq!(without_query_redacted(String::new()), "");
+        assert_eq!(without_query_redacted("/v1/orders/1".into()), "/v1/orders/1");
+        assert_eq!(without_query_redacted("/v1/orders/1?x=tt_a".into()), "/v1/orders/1");
+        assert_eq!(without_query_redacted("".into()), "");
     }
 }
