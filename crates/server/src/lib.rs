@@ -66,6 +66,52 @@ where
     }
 }
 
+/// A thread of its own that runs jobs at the lowest CPU priority the system gives (nice 19 on
+/// Linux): the detectors'. On a busy core a request then always goes first, and detection falls
+/// behind instead, to catch up from the ledger later. It ends when its owner is dropped.
+struct LowPriority {
+    jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
+}
+
+impl LowPriority {
+    fn start(name: &str) -> LowPriority {
+        let (jobs, queue) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let spawned = std::thread::Builder::new().name(name.to_owned()).spawn(move || {
+            lower_this_threads_priority();
+            for job in queue {
+                job();
+            }
+        });
+        if let Err(e) = spawned {
+            // `run` then answers `None`, as for a job that panicked: the caller stops.
+            tracing::error!(error = %e, "cannot start the detection thread");
+        }
+        LowPriority { jobs }
+    }
+
+    /// Runs `f` on the thread and waits for its result; `None` when the thread is gone.
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = tx.send(f());
+            }))
+            .ok()?;
+        rx.await.ok()
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn lower_this_threads_priority() {
+    // On Linux a thread's own id names it alone to setpriority.
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
+        tracing::warn!(error = %e, "cannot lower the detection thread's priority; it competes with requests");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_this_threads_priority() {}
+
 const REQUEST_ID: &str = "x-request-id";
 
 /// Assigns a request id (the caller's `X-Request-Id` when it is short and printable), echoes it,
@@ -401,6 +447,7 @@ pub async fn start_with(
         let e = engine.clone();
         let mut stop = rx.clone();
         let alerts = alerts.clone();
+        let worker = LowPriority::start("tt-detect");
         Some(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(250));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -412,14 +459,14 @@ pub async fn start_with(
                 // Catch up in bounded steps, so a backlog never holds the writer or a request.
                 loop {
                     let engine = e.clone();
-                    match tokio::task::spawn_blocking(move || engine.detect_step(5000)).await {
-                        Ok(Ok(fresh)) if !fresh.is_empty() => alerts.send_findings(&fresh),
-                        Ok(Ok(_)) => break,
-                        Ok(Err(err)) => {
+                    match worker.run(move || engine.detect_step(5000)).await {
+                        Some(Ok(fresh)) if !fresh.is_empty() => alerts.send_findings(&fresh),
+                        Some(Ok(_)) => break,
+                        Some(Err(err)) => {
                             tracing::warn!(error = %err, "detection could not read the ledger; will retry");
                             break;
                         }
-                        Err(_) => break,
+                        None => break,
                     }
                 }
             }
