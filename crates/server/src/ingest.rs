@@ -15,6 +15,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::io::BufRead;
+use std::sync::mpsc::SyncSender;
 
 use jiff::Timestamp;
 use ledger::event::{Event, Kind, Verdict};
@@ -439,6 +440,45 @@ pub fn check<R: BufRead>(
     Ok((lines, errors))
 }
 
+/// A line's number and its event (and id), or what is wrong with it.
+type ParsedLine = (u64, Result<(Option<String>, Event), String>);
+
+/// What [`read_parsed`] hands over.
+enum Read {
+    /// Parsed lines of input `.0`.
+    Lines(usize, Vec<ParsedLine>),
+    /// Input `.0` could not be read.
+    Failed(usize, String),
+}
+
+/// The reading thread of both appending paths: every line of `inputs` in order, parsed, in
+/// chunks of [`CHUNK`], but blank lines and those `skip(input, line)` names. It stops at a read
+/// failure, or when the receiver of `send` is gone.
+fn read_parsed<R: BufRead>(inputs: Vec<R>, skip: &dyn Fn(usize, u64) -> bool, send: &SyncSender<Read>) {
+    for (k, input) in inputs.into_iter().enumerate() {
+        let mut chunk = Vec::with_capacity(CHUNK);
+        let mut lines = Lines::new(input);
+        while let Some((n, line)) = lines.next() {
+            match line {
+                Err(e) => {
+                    let _ = send.send(Read::Failed(k, format!("line {n}: cannot read: {e}")));
+                    return;
+                }
+                Ok(line) if line.trim().is_empty() || skip(k, n) => continue,
+                Ok(line) => chunk.push((n, parse(line))),
+            }
+            if chunk.len() >= CHUNK
+                && send.send(Read::Lines(k, std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))).is_err()
+            {
+                return;
+            }
+        }
+        if !chunk.is_empty() && send.send(Read::Lines(k, chunk)).is_err() {
+            return;
+        }
+    }
+}
+
 /// Events the reader hands over at a time: small, so that the reader's lead costs little memory.
 const CHUNK: usize = 4096;
 
@@ -454,41 +494,19 @@ pub fn append<R: BufRead + Send>(
     append: &mut dyn FnMut(Vec<Event>) -> Result<(), String>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<u64, String> {
-    type Chunk = Result<Vec<(Option<String>, Event)>, String>;
     std::thread::scope(|scope| {
-        let (send, chunks) = std::sync::mpsc::sync_channel::<Chunk>(2);
-        scope.spawn(move || {
-            let mut chunk = Vec::with_capacity(CHUNK);
-            let mut input = Lines::new(input);
-            while let Some((n, line)) = input.next() {
-                let parsed = match line {
-                    Err(e) => Err(format!("line {n}: cannot read: {e}")),
-                    Ok(line) if line.trim().is_empty() || bad.contains(&n) => continue,
-                    Ok(line) => parse(line).map_err(|m| format!("line {n} changed while ingesting: {m}")),
-                };
-                match parsed {
-                    Ok(p) => chunk.push(p),
-                    Err(m) => {
-                        let _ = send.send(Err(m));
-                        return;
-                    }
-                }
-                if chunk.len() >= CHUNK
-                    && send.send(Ok(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))).is_err()
-                {
-                    // The appender stopped (it failed): nothing more to do.
-                    return;
-                }
-            }
-            if !chunk.is_empty() {
-                let _ = send.send(Ok(chunk));
-            }
-        });
+        let (send, chunks) = std::sync::mpsc::sync_channel::<Read>(2);
+        scope.spawn(move || read_parsed(vec![input], &|_, n| bad.contains(&n), &send));
         // Leaving early drops `chunks`, which ends the reader at its next send.
         let mut batch = Vec::with_capacity(BATCH);
         let mut total = 0u64;
-        for chunk in chunks {
-            for (id, mut e) in chunk? {
+        for read in chunks {
+            let lines = match read {
+                Read::Lines(_, lines) => lines,
+                Read::Failed(_, m) => return Err(m),
+            };
+            for (n, parsed) in lines {
+                let (id, mut e) = parsed.map_err(|m| format!("line {n} changed while ingesting: {m}"))?;
                 e.id = match id {
                     Some(id) => id,
                     None => new_id()?,
@@ -534,17 +552,6 @@ pub fn run<R: BufRead + Send>(
     Ok(IngestResult { ingested, skipped: errors.len() as u64, errors })
 }
 
-/// A line's number and its event (and id), or what is wrong with it.
-type ParsedLine = (u64, Result<(Option<String>, Event), String>);
-
-/// What the reader thread of [`ingest_exclusive`] hands over.
-enum Read {
-    /// Parsed lines of input `.0`.
-    Lines(usize, Vec<ParsedLine>),
-    /// Input `.0` could not be read.
-    Failed(usize, String),
-}
-
 /// The offline ingest (`tokentrail ingest --data-dir`): every input in one pass and one
 /// transaction, into a store that is this ingest's alone (the server stopped).
 ///
@@ -569,30 +576,7 @@ pub fn ingest_exclusive<R: BufRead + Send>(
 ) -> Result<IngestResult, (Option<usize>, IngestFailure)> {
     std::thread::scope(|scope| {
         let (send, reads) = std::sync::mpsc::sync_channel::<Read>(2);
-        scope.spawn(move || {
-            for (k, input) in inputs.into_iter().enumerate() {
-                let mut chunk = Vec::with_capacity(CHUNK);
-                let mut lines = Lines::new(input);
-                while let Some((n, line)) = lines.next() {
-                    match line {
-                        Err(e) => {
-                            let _ = send.send(Read::Failed(k, format!("line {n}: cannot read: {e}")));
-                            return;
-                        }
-                        Ok(line) if line.trim().is_empty() => continue,
-                        Ok(line) => chunk.push((n, parse(line))),
-                    }
-                    if chunk.len() >= CHUNK
-                        && send.send(Read::Lines(k, std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))).is_err()
-                    {
-                        return;
-                    }
-                }
-                if !chunk.is_empty() && send.send(Read::Lines(k, chunk)).is_err() {
-                    return;
-                }
-            }
-        });
+        scope.spawn(move || read_parsed(inputs, &|_, _| false, &send));
 
         let mut seen: HashSet<[u8; 16]> = HashSet::new();
         let mut errors: Vec<(usize, LineError)> = Vec::new();
