@@ -348,36 +348,47 @@ pub async fn run_export(
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let terminal = std::io::stderr().is_terminal();
-    if csv {
-        writeln!(sink, "seq,{}", EVENT_HEADERS.join(","))?;
-    }
+    // CSV's header goes out once the server has accepted the filters, so that a refused
+    // export writes nothing.
+    let header = format!("seq,{}\n", EVENT_HEADERS.join(","));
+    let mut headed = !csv;
     let mut total = 0u64;
     let mut reported = 0u64;
     let started = std::time::Instant::now();
     // CSV: the part of a line a chunk ended in, until the rest arrives.
     let mut partial: Vec<u8> = Vec::new();
-    let write_csv = |line: &[u8], sink: &mut dyn std::io::Write| -> Result<(), String> {
-        let e: EventView =
-            serde_json::from_slice(line).map_err(|e| format!("the server sent an unreadable event: {e}"))?;
-        let row = &output::csv(&EVENT_HEADERS, &event_rows(std::slice::from_ref(&e)));
-        let line = row.lines().nth(1).unwrap_or_default();
-        writeln!(sink, "{},{line}", e.seq.map(|s| s.to_string()).unwrap_or_default()).map_err(|e| e.to_string())
+    // Why writing stopped the transfer, to tell a closed pipe (`| head`: not an error) apart.
+    let mut unwritten: Option<std::io::Error> = None;
+    let mut write = |sink: &mut dyn std::io::Write, bytes: &[u8]| -> Result<(), String> {
+        sink.write_all(bytes).map_err(|e| {
+            unwritten = Some(e);
+            "cannot write the export".to_owned()
+        })
     };
     let path = format!("/v1/audit/export{}", query(&filters.pairs()));
-    client
+    let result = client
         .download(&path, "application/x-ndjson", &mut |chunk| {
+            if !headed {
+                headed = true;
+                write(&mut *sink, header.as_bytes())?;
+            }
             total += chunk.iter().filter(|b| **b == b'\n').count() as u64;
             if csv {
                 let mut rest = chunk;
                 while let Some(end) = rest.iter().position(|b| *b == b'\n') {
                     partial.extend_from_slice(&rest[..end]);
-                    write_csv(&partial, &mut *sink)?;
+                    let e: EventView = serde_json::from_slice(&partial)
+                        .map_err(|e| format!("the server sent an unreadable event: {e}"))?;
+                    let row = output::csv(&EVENT_HEADERS, &event_rows(std::slice::from_ref(&e)));
+                    let line = row.lines().nth(1).unwrap_or_default();
+                    let seq = e.seq.map(|s| s.to_string()).unwrap_or_default();
+                    write(&mut *sink, format!("{seq},{line}\n").as_bytes())?;
                     partial.clear();
                     rest = &rest[end + 1..];
                 }
                 partial.extend_from_slice(rest);
             } else {
-                sink.write_all(chunk).map_err(|e| e.to_string())?;
+                write(&mut *sink, chunk)?;
             }
             if terminal && total >= reported + 10_000 {
                 reported = total;
@@ -386,12 +397,20 @@ pub async fn run_export(
             }
             Ok(())
         })
-        .await
-        .map_err(api)?;
-    if !partial.is_empty() {
-        return Err(anyhow!("the export ended inside an event"));
+        .await;
+    let flushed = match result {
+        Ok(()) if !partial.is_empty() => return Err(anyhow!("the export ended inside an event")),
+        Ok(()) if !headed => sink.write_all(header.as_bytes()).and_then(|()| sink.flush()),
+        Ok(()) => sink.flush(),
+        Err(e) => match unwritten.take() {
+            Some(io) => Err(io),
+            None => return Err(api(e)),
+        },
+    };
+    match flushed {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+        other => other.context("cannot write the export")?,
     }
-    sink.flush()?;
     if terminal {
         let _ = writeln!(std::io::stderr());
     }

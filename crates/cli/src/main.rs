@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, anyhow};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use cli::client::{Client, ClientError, query};
-use cli::investigate::{self, Filters};
+use cli::investigate::{self, Filters, print};
 use cli::output::{self, Format};
 use proto::{CreateTokenRequest, IssuedToken, TokenView, UpdateTokenRequest};
 
@@ -525,15 +525,6 @@ fn main() -> ExitCode {
             let _ = writeln!(err, "error: {e:#}");
             ExitCode::from(1)
         }
-    }
-}
-
-fn print(s: &str) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
-        // A closed pipe (`| head`) is not an error worth reporting.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.context("cannot write to stdout"),
     }
 }
 

@@ -1707,6 +1707,12 @@ async fn the_export_endpoint_streams_a_consistent_cut_of_the_log() {
     let anon = Client::new(&srv.addr, None).expect("a client");
     let r = anon.send(Method::GET, "/v1/audit/export", None, None).await.expect("an answer");
     assert_eq!(r.status.as_u16(), 401);
+    // The CLI writes nothing, not even CSV's header, for an export the server refused; a match
+    // of nothing is the header alone.
+    let refused = srv.cli(&["audit", "export", "--format", "csv", "--since", "yesterday"]).await;
+    assert_eq!((refused.code, refused.stdout.as_str()), (1, ""), "{refused:?}");
+    let none = srv.cli(&["audit", "export", "--format", "csv", "--source", "no-such-source"]).await;
+    assert_eq!((none.code, none.stdout.lines().count()), (0, 1), "{none:?}");
     srv.stop().await;
 }
 
