@@ -578,6 +578,9 @@ pub fn ingest_exclusive<R: BufRead + Send>(
         let (send, reads) = std::sync::mpsc::sync_channel::<Read>(2);
         scope.spawn(move || read_parsed(inputs, &|_, _| false, &send));
 
+        // The store is this ingest's alone, so what it holds now is all an id can clash with
+        // besides the lines before it.
+        let ledger_empty = store.event_count().is_ok_and(|n| n == 0);
         let mut seen: HashSet<[u8; 16]> = HashSet::new();
         let mut errors: Vec<(usize, LineError)> = Vec::new();
         let mut fatal: Option<(Option<usize>, String)> = None;
@@ -620,7 +623,9 @@ pub fn ingest_exclusive<R: BufRead + Send>(
                         Ok(p) => good.push((n, p)),
                     }
                 }
-                let ids: Vec<String> = good.iter().filter_map(|(_, (id, _))| id.clone()).collect();
+                // An empty ledger holds none of them: no lookups on the writing thread.
+                let ids: Vec<String> =
+                    if ledger_empty { Vec::new() } else { good.iter().filter_map(|(_, (id, _))| id.clone()).collect() };
                 let existing = match store.existing_ids(&ids) {
                     Ok(found) => found,
                     Err(e) => {
