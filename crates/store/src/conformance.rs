@@ -919,6 +919,49 @@ mod sqlite {
     }
 
     #[test]
+    fn a_large_bulk_load_writes_through_a_rollback_journal_unless_another_connection_is_open() {
+        let (_dir, store) = make();
+        let path = store.path().to_owned();
+        let file = |suffix: &str| std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        let mode = || -> String {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap()
+        };
+        let events = super::varied_events();
+        // Alone with the database: a rollback journal exists while the load writes, no write-
+        // ahead log, and afterwards the store is back in WAL mode.
+        let mut seen = Vec::new();
+        let mut given =
+            vec![crate::Batch::Events(events[..200].to_vec()), crate::Batch::Events(events[200..300].to_vec())]
+                .into_iter();
+        let loaded = store.append_all(1_000_000, &mut || {
+            seen.push((file("-journal").exists(), file("-wal").exists()));
+            given.next().unwrap_or(crate::Batch::End)
+        });
+        assert_eq!(loaded.unwrap(), Some(300));
+        // Asked for the first batch, then the second and the end while (or after) the sealed
+        // batches are written.
+        assert_eq!(seen.last(), Some(&(true, false)), "(journal, wal) at each batch: {seen:?}");
+        assert_eq!(mode(), "wal");
+        assert!(!file("-journal").exists());
+        // Another connection holding a read open: the load goes through the WAL as usual.
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN; SELECT COUNT(*) FROM events;").unwrap();
+        let mut seen = Vec::new();
+        let mut given = vec![crate::Batch::Events(events[300..].to_vec())].into_iter();
+        let loaded = store.append_all(1_000_000, &mut || {
+            seen.push(file("-journal").exists());
+            given.next().unwrap_or(crate::Batch::End)
+        });
+        assert_eq!(loaded.unwrap(), Some(100));
+        assert!(seen.iter().all(|j| !j), "{seen:?}");
+        other.execute_batch("COMMIT").unwrap();
+        assert_eq!(mode(), "wal");
+        assert_eq!(store.event_count().unwrap(), 400);
+        assert_eq!(super::stored_root(&store), super::recompute(&store).root());
+    }
+
+    #[test]
     fn an_erased_value_leaves_no_byte_in_the_database_files() {
         // Thousands of events from an always-on service and people: by day the service makes a
         // twentieth of the traffic, at night four fifths. Erasing the service's owner empties the

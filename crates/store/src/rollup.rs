@@ -202,6 +202,13 @@ impl<'a> Tally<'a> {
 
     /// Adds the counts to the tables inside `tx`.
     pub(crate) fn flush(self, tx: &Connection) -> Result<()> {
+        let mut combos = Combos::default();
+        self.flush_into(tx, &mut combos)?;
+        combos.write_totals(tx)
+    }
+
+    /// Adds the counts to the daily cells inside `tx`, and to `combos`' pending totals.
+    pub(crate) fn flush_into(self, tx: &Connection, combos: &mut Combos) -> Result<()> {
         let c = crate::sqlite::classify;
         let mut find = tx.prepare_cached("SELECT id FROM rollup_dims WHERE hash = ?1").map_err(c)?;
         let mut insert = tx
@@ -217,56 +224,79 @@ impl<'a> Tally<'a> {
                  ON CONFLICT (dim, day) DO UPDATE SET n = n + excluded.n, bytes = bytes + excluded.bytes",
             )
             .map_err(c)?;
-        let mut total =
-            tx.prepare_cached("UPDATE rollup_dims SET n = n + ?2, bytes = bytes + ?3 WHERE id = ?1").map_err(c)?;
         let mut ids: HashMap<&Dims<'_>, i64, FxBuild> = HashMap::default();
-        let mut totals: HashMap<i64, (i64, i64), FxBuild> = HashMap::default();
         for ((day, d), (n, bytes)) in &self.cells {
             let id = match ids.get(d) {
                 Some(id) => *id,
                 None => {
                     let hash = d.hash();
-                    let id = match find.query_row([hash.as_slice()], |r| r.get(0)).optional().map_err(c)? {
-                        Some(id) => id,
-                        None => {
-                            let ip_bin = d
-                                .source_ip
-                                .as_deref()
-                                .and_then(|s| s.parse::<std::net::IpAddr>().ok())
-                                .map(|ip| crate::sqlite::ip_bytes(ip).to_vec());
-                            insert
-                                .execute(params![
-                                    hash.as_slice(),
-                                    d.kind,
-                                    d.source,
-                                    d.token_id,
-                                    d.token_fingerprint,
-                                    d.owner,
-                                    d.route,
-                                    d.resource,
-                                    d.action,
-                                    d.operation,
-                                    d.target,
-                                    d.sensitivity,
-                                    d.decision,
-                                    d.reason,
-                                    d.source_ip,
-                                    ip_bin,
-                                ])
-                                .map_err(c)?;
-                            tx.last_insert_rowid()
-                        }
+                    let id = match combos.ids.get(&hash) {
+                        Some(id) => *id,
+                        None => match find.query_row([hash.as_slice()], |r| r.get(0)).optional().map_err(c)? {
+                            Some(id) => id,
+                            None => {
+                                let ip_bin = d
+                                    .source_ip
+                                    .as_deref()
+                                    .and_then(|s| s.parse::<std::net::IpAddr>().ok())
+                                    .map(|ip| crate::sqlite::ip_bytes(ip).to_vec());
+                                insert
+                                    .execute(params![
+                                        hash.as_slice(),
+                                        d.kind,
+                                        d.source,
+                                        d.token_id,
+                                        d.token_fingerprint,
+                                        d.owner,
+                                        d.route,
+                                        d.resource,
+                                        d.action,
+                                        d.operation,
+                                        d.target,
+                                        d.sensitivity,
+                                        d.decision,
+                                        d.reason,
+                                        d.source_ip,
+                                        ip_bin,
+                                    ])
+                                    .map_err(c)?;
+                                tx.last_insert_rowid()
+                            }
+                        },
                     };
+                    combos.ids.insert(hash, id);
                     ids.insert(d, id);
                     id
                 }
             };
             add.execute(params![id, day, n, bytes]).map_err(c)?;
-            let t = totals.entry(id).or_default();
+            let t = combos.totals.entry(id).or_default();
             t.0 += n;
             t.1 = t.1.saturating_add(*bytes);
         }
-        for (id, (n, bytes)) in totals {
+        Ok(())
+    }
+}
+
+/// The combinations one transaction has looked up or added (by their hash), and what it has
+/// counted for each since their totals were last written. A load of many batches keeps one, so
+/// each batch finds its combinations in memory and every total is written once, at the end,
+/// instead of once per batch (a 1M-event load: 20 lookups and updates per combination).
+/// Only valid inside the transaction it was filled in: the ids it holds are that
+/// transaction's.
+#[derive(Default)]
+pub(crate) struct Combos {
+    ids: HashMap<[u8; 16], i64, FxBuild>,
+    totals: HashMap<i64, (i64, i64), FxBuild>,
+}
+
+impl Combos {
+    /// Adds the pending counts to the combinations' totals inside `tx`.
+    pub(crate) fn write_totals(&mut self, tx: &Connection) -> Result<()> {
+        let c = crate::sqlite::classify;
+        let mut total =
+            tx.prepare_cached("UPDATE rollup_dims SET n = n + ?2, bytes = bytes + ?3 WHERE id = ?1").map_err(c)?;
+        for (id, (n, bytes)) in self.totals.drain() {
             total.execute(params![id, n, bytes]).map_err(c)?;
         }
         Ok(())

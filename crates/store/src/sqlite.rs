@@ -225,6 +225,12 @@ const READERS: usize = 4;
 /// The smallest announced bulk load for which `append_all` builds the log's indexes at the end.
 const BULK_INDEX_MIN: u64 = 10_000;
 
+/// The log's indexes a bulk load keeps up to date as it goes instead of building them at its
+/// end: each holds only the few events that are not a resolved token's ordinary use (denials,
+/// unresolved credentials, token management), so updating them costs less than the pass over
+/// the whole log that building one takes (about 0.4 s per index per million events).
+const BULK_KEEP: [&str; 3] = ["events_reason", "events_fingerprint", "events_target"];
+
 /// The SQLite store.
 pub struct SqliteStore {
     path: PathBuf,
@@ -585,10 +591,8 @@ fn insert_event(
     stmt: &mut rusqlite::CachedStatement<'_>,
     seq: i64,
     e: &Event,
-    commitments: &[Hash; 6],
-    leaf_hash: &Hash,
+    sealed: &Sealed,
 ) -> rusqlite::Result<usize> {
-    let packed = leaf::pack(commitments);
     stmt.execute(params![
         seq,
         e.id,
@@ -601,7 +605,7 @@ fn insert_event(
         e.route,
         e.resource,
         e.action,
-        codec::strings_to_json(&e.sensitivity),
+        sealed.sensitivity,
         e.decision.as_str(),
         e.reason.as_str(),
         e.status,
@@ -612,9 +616,9 @@ fn insert_event(
         e.operation,
         e.target,
         e.required_scope,
-        codec::strings_to_json(&e.granted_scopes),
-        packed,
-        leaf_hash.as_slice(),
+        sealed.granted,
+        sealed.commitments,
+        sealed.leaf_hash.as_slice(),
     ])
 }
 
@@ -724,53 +728,104 @@ impl NodeReader for TxNodes<'_> {
     }
 }
 
-/// Appends events at the end of the log inside `tx`: positions, commitments with fresh salts,
-/// leaf hashes, and the new complete subtrees. On error the caller restores the frontier.
-fn append_in(tx: &Transaction<'_>, frontier: &mut Option<Frontier>, events: &mut [Event]) -> Result<()> {
-    let next: i64 = tx.query_row("SELECT COALESCE(MAX(seq) + 1, 0) FROM events", [], |r| r.get(0)).map_err(classify)?;
-    let size = u64::try_from(next).map_err(|_| StoreError::Corrupt("negative size".into()))?;
-    let f = match frontier {
-        Some(f) if f.size() == size => f,
-        _ => frontier.insert(Frontier::read(size, &TxNodes(tx))?),
-    };
+/// What an event's rows need besides the event, computed before the write (and, in a large
+/// load, on another thread than the writer's): its salt, the commitments to its personal values
+/// and its leaf hash at its position, and its encoded columns.
+struct Sealed {
+    salt: [u8; leaf::SALT_LEN],
+    commitments: Vec<u8>,
+    leaf_hash: Hash,
+    ip_bin: Option<[u8; 16]>,
+    sensitivity: String,
+    granted: String,
+    details: String,
+}
+
+/// Seals events that will take the positions `first`, `first + 1`, …: fresh salts, commitments
+/// and leaf hashes (the CPU-bound part of an append; no database access).
+fn seal(events: &[Event], first: u64) -> Result<Vec<Sealed>> {
     let mut salts = vec![0u8; events.len() * leaf::SALT_LEN];
     getrandom::fill(&mut salts)
         .map_err(|e| StoreError::Unavailable(format!("the OS random number generator failed: {e}")))?;
+    Ok(events
+        .iter()
+        .zip(salts.chunks_exact(leaf::SALT_LEN))
+        .zip(first..)
+        .map(|((e, salt), seq)| {
+            let salt: [u8; leaf::SALT_LEN] = salt.try_into().unwrap_or([0; leaf::SALT_LEN]);
+            let commitments = Personal::of(e).commitments(&salt);
+            Sealed {
+                leaf_hash: merkle::leaf_hash(&leaf::encode(e, seq, &commitments)),
+                commitments: leaf::pack(&commitments),
+                salt,
+                ip_bin: e.source_ip.as_deref().and_then(|s| s.parse::<std::net::IpAddr>().ok()).map(ip_bytes),
+                sensitivity: codec::strings_to_json(&e.sensitivity),
+                granted: codec::strings_to_json(&e.granted_scopes),
+                details: codec::map_to_json(&e.details),
+            }
+        })
+        .collect())
+}
+
+/// The log's size inside `tx`: the position the next event takes.
+fn log_size(tx: &Connection) -> Result<u64> {
+    let next: i64 = tx.query_row("SELECT COALESCE(MAX(seq) + 1, 0) FROM events", [], |r| r.get(0)).map_err(classify)?;
+    u64::try_from(next).map_err(|_| StoreError::Corrupt("negative size".into()))
+}
+
+/// Appends events at the end of the log inside `tx`: positions, commitments with fresh salts,
+/// leaf hashes, the new complete subtrees, and their rollup. On error the caller restores the
+/// frontier.
+fn append_in(tx: &Transaction<'_>, frontier: &mut Option<Frontier>, events: &mut [Event]) -> Result<()> {
+    let size = log_size(tx)?;
+    let sealed = seal(events, size)?;
+    let mut combos = crate::rollup::Combos::default();
+    append_sealed(tx, frontier, size, events, &sealed, &mut combos)?;
+    combos.write_totals(tx)
+}
+
+/// Writes events sealed (by [`seal`]) for the positions from `first`, which must be the log's
+/// size, with their tree nodes and daily rollup cells; what they add to their combinations'
+/// totals waits in `combos` for [`crate::rollup::Combos::write_totals`].
+fn append_sealed(
+    tx: &Transaction<'_>,
+    frontier: &mut Option<Frontier>,
+    first: u64,
+    events: &mut [Event],
+    sealed: &[Sealed],
+    combos: &mut crate::rollup::Combos,
+) -> Result<()> {
+    let f = match frontier {
+        Some(f) if f.size() == first => f,
+        _ => frontier.insert(Frontier::read(first, &TxNodes(tx))?),
+    };
+    let next = i64::try_from(first).map_err(|_| StoreError::Corrupt("the log is too long".into()))?;
     let mut event_stmt = tx.prepare_cached(EVENT_INSERT).map_err(classify)?;
     let mut personal_stmt = tx.prepare_cached(PERSONAL_INSERT).map_err(classify)?;
     let mut node_stmt =
         tx.prepare_cached("INSERT INTO merkle_nodes (level, idx, hash) VALUES (?1, ?2, ?3)").map_err(classify)?;
     let mut nodes = Vec::with_capacity(4);
-    for (i, e) in events.iter_mut().enumerate() {
+    for (i, (e, sealed)) in events.iter_mut().zip(sealed).enumerate() {
         let seq = next + i as i64;
-        let salt: [u8; leaf::SALT_LEN] =
-            salts[i * leaf::SALT_LEN..(i + 1) * leaf::SALT_LEN].try_into().unwrap_or([0; leaf::SALT_LEN]);
-        let personal = Personal::of(e);
-        let commitments = personal.commitments(&salt);
-        let leaf_hash = merkle::leaf_hash(&leaf::encode(e, seq as u64, &commitments));
-        insert_event(&mut event_stmt, seq, e, &commitments, &leaf_hash).map_err(|err| match classify(err) {
+        insert_event(&mut event_stmt, seq, e, sealed).map_err(|err| match classify(err) {
             StoreError::Backend(m) if m.contains("UNIQUE") => StoreError::Duplicate(format!("event {}", e.id)),
             other => other,
         })?;
         personal_stmt
             .execute(params![
                 seq,
-                salt.as_slice(),
-                personal.owner,
-                personal.source_ip,
-                personal.user_agent,
-                personal.path,
-                personal.explanation,
-                codec::map_to_json(&personal.details),
-                personal
-                    .source_ip
-                    .as_deref()
-                    .and_then(|s| s.parse::<std::net::IpAddr>().ok())
-                    .map(|ip| ip_bytes(ip).to_vec()),
+                sealed.salt.as_slice(),
+                e.owner,
+                e.source_ip,
+                e.user_agent,
+                e.path,
+                e.explanation,
+                sealed.details,
+                sealed.ip_bin.as_ref().map(<[u8; 16]>::as_slice),
             ])
             .map_err(classify)?;
         nodes.clear();
-        f.append(leaf_hash, &mut nodes).map_err(|_| StoreError::Corrupt("the tree is full".into()))?;
+        f.append(sealed.leaf_hash, &mut nodes).map_err(|_| StoreError::Corrupt("the tree is full".into()))?;
         for n in nodes.iter().filter(|n| n.id.level > 0) {
             let idx = i64::try_from(n.id.index).map_err(|_| StoreError::Corrupt("node index out of range".into()))?;
             node_stmt.execute(params![n.id.level, idx, n.hash.as_slice()]).map_err(classify)?;
@@ -781,7 +836,7 @@ fn append_in(tx: &Transaction<'_>, frontier: &mut Option<Frontier>, events: &mut
     for e in events.iter() {
         tally.add_event(e);
     }
-    tally.flush(tx)?;
+    tally.flush_into(tx, combos)?;
     crate::rollup::set_covered(tx, next + events.len() as i64)?;
     Ok(())
 }
@@ -1109,59 +1164,126 @@ impl Store for SqliteStore {
         let mut w = lock(&self.writer);
         let Writer { conn, frontier } = &mut *w;
         let saved = frontier.clone();
+        let size: i64 =
+            conn.query_row("SELECT COALESCE(MAX(seq) + 1, 0) FROM events", [], |r| r.get(0)).map_err(classify)?;
+        let large = expected >= BULK_INDEX_MIN && expected >= u64::try_from(size).unwrap_or(0);
+        // A large load writes through a rollback journal instead of the write-ahead log. The
+        // log's new pages lie past the database's end, which a rollback journal need not copy,
+        // so they are written once; through the WAL they are written twice (to the WAL, then by
+        // the checkpoint into the database), a fifth of a 1M-event load's time. The switch
+        // needs the database to itself: idle readers are closed first, and while another
+        // connection (another process) reads it the mode stays WAL and the load goes on as
+        // before. A crash part-way leaves a hot journal, which the next opening rolls
+        // back before anything reads the file (SQLite does this whatever the journal mode).
+        let journal = if large {
+            lock(&self.readers).clear();
+            // Refused (SQLITE_BUSY) while another connection reads.
+            conn.query_row("PRAGMA journal_mode = DELETE", [], |r| r.get::<_, String>(0))
+                .is_ok_and(|mode| mode.eq_ignore_ascii_case("delete"))
+        } else {
+            false
+        };
         let result = (|| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(classify)?;
-            // A load at least as large as the log: its secondary indexes are dropped and built
-            // again (from their stored definitions) before the commit. Sorting once is cheaper
-            // than updating each index event by event (the investigate bench's 3M events into
-            // an empty store: 46.8 s against 54.3 s), and at worst costs twice the load's own
-            // indexing. Inside the transaction, so a failed or abandoned load leaves them as
-            // they were.
-            let size: i64 =
-                tx.query_row("SELECT COALESCE(MAX(seq) + 1, 0) FROM events", [], |r| r.get(0)).map_err(classify)?;
-            let rebuild: Vec<(String, String)> =
-                if expected >= BULK_INDEX_MIN && expected >= u64::try_from(size).unwrap_or(0) {
-                    let mut stmt = tx
-                        .prepare(
-                            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL \
+            // A large load: the log's secondary indexes are dropped and built again (from their
+            // stored definitions) before the commit. Sorting once is cheaper than updating each
+            // index event by event (the investigate bench's 3M events into an empty store:
+            // 46.8 s against 54.3 s), and at worst costs twice the load's own indexing. Inside
+            // the transaction, so a failed or abandoned load leaves them as they were.
+            let rebuild: Vec<(String, String)> = if large {
+                let mut stmt = tx
+                    .prepare(
+                        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL \
                          AND tbl_name IN ('events', 'event_personal') ORDER BY name",
-                        )
-                        .map_err(classify)?;
-                    let indexes = stmt
-                        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .map_err(classify)?
-                        .collect::<rusqlite::Result<Vec<_>>>()
-                        .map_err(classify)?;
-                    for (name, _) in &indexes {
-                        tx.execute_batch(&format!("DROP INDEX \"{name}\"")).map_err(classify)?;
-                    }
-                    indexes
-                } else {
-                    Vec::new()
+                    )
+                    .map_err(classify)?;
+                let indexes = stmt
+                    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))
+                    .map_err(classify)?
+                    .filter(|r| r.as_ref().map_or(true, |(name, _)| !BULK_KEEP.contains(&name.as_str())))
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(classify)?;
+                for (name, _) in &indexes {
+                    tx.execute_batch(&format!("DROP INDEX \"{name}\"")).map_err(classify)?;
+                }
+                indexes
+            } else {
+                Vec::new()
+            };
+            // Sealing (salts, commitments, leaf hashes) runs on a thread of its own, a batch
+            // ahead of the writer: the CPU-bound part of an append overlaps SQLite's.
+            let first = log_size(&tx)?;
+            let mut combos = crate::rollup::Combos::default();
+            std::thread::scope(|scope| {
+                let (to_sealer, batches) = std::sync::mpsc::sync_channel::<(Vec<Event>, u64)>(1);
+                let (from_sealer, sealed) = std::sync::mpsc::sync_channel::<(Vec<Event>, u64, Result<Vec<Sealed>>)>(1);
+                std::thread::Builder::new()
+                    .name("tt-seal".into())
+                    .spawn_scoped(scope, move || {
+                        for (events, at) in batches {
+                            let s = seal(&events, at);
+                            if from_sealer.send((events, at, s)).is_err() {
+                                return;
+                            }
+                        }
+                    })
+                    .map_err(|e| StoreError::Unavailable(format!("cannot start a thread: {e}")))?;
+                let mut write = |(mut events, at, s): (Vec<Event>, u64, Result<Vec<Sealed>>)| {
+                    append_sealed(&tx, frontier, at, &mut events, &s?, &mut combos)
                 };
-            let mut total = 0u64;
-            loop {
-                match next() {
-                    crate::Batch::Events(mut events) => {
-                        if !events.is_empty() {
-                            append_in(&tx, frontier, &mut events)?;
-                            total += events.len() as u64;
+                let (mut given, mut in_flight) = (first, 0usize);
+                loop {
+                    match next() {
+                        crate::Batch::Events(events) => {
+                            if events.is_empty() {
+                                continue;
+                            }
+                            let n = events.len() as u64;
+                            // The sealer holds at most one batch and has sent back at most one.
+                            if to_sealer.send((events, given)).is_err() {
+                                break;
+                            }
+                            given += n;
+                            in_flight += 1;
+                            if in_flight > 1 {
+                                match sealed.recv() {
+                                    Ok(b) => write(b)?,
+                                    Err(_) => break,
+                                }
+                                in_flight -= 1;
+                            }
                         }
-                    }
-                    // Dropping the transaction rolls it back.
-                    crate::Batch::Abort => return Ok(None),
-                    crate::Batch::End => {
-                        for (_, sql) in &rebuild {
-                            tx.execute_batch(sql).map_err(classify)?;
+                        // Dropping the transaction rolls it back.
+                        crate::Batch::Abort => return Ok(None),
+                        crate::Batch::End => {
+                            drop(to_sealer);
+                            for b in sealed.iter() {
+                                write(b)?;
+                                in_flight -= 1;
+                            }
+                            if in_flight > 0 {
+                                break;
+                            }
+                            combos.write_totals(&tx)?;
+                            for (_, sql) in &rebuild {
+                                tx.execute_batch(sql).map_err(classify)?;
+                            }
+                            tx.commit().map_err(classify)?;
+                            return Ok(Some(given - first));
                         }
-                        tx.commit().map_err(classify)?;
-                        return Ok(Some(total));
                     }
                 }
-            }
+                Err(StoreError::Backend("the sealing thread stopped".into()))
+            })
         })();
         if !matches!(result, Ok(Some(_))) {
             *frontier = saved;
+        }
+        if journal {
+            // Back to the WAL, which readers and the gateway's appends need. Should another
+            // connection have opened the file meanwhile, this fails quietly and the next
+            // opening of the store sets it (`configure`).
+            let _ = conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()));
         }
         result
     }

@@ -162,9 +162,22 @@ fn main() -> anyhow::Result<()> {
             Some(batch)
         };
         if bulk {
-            store.append_all(n - existing, &mut || match next_batch(&mut i) {
-                Some(b) => store::Batch::Events(b),
-                None => store::Batch::End,
+            // Events are generated on a thread of their own, as `tokentrail ingest` parses its
+            // files on one, and handed over a batch at a time.
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Event>>(2);
+            std::thread::scope(|s| -> anyhow::Result<()> {
+                s.spawn(move || {
+                    while let Some(b) = next_batch(&mut i) {
+                        if tx.send(b).is_err() {
+                            return;
+                        }
+                    }
+                });
+                store.append_all(n - existing, &mut || match rx.recv() {
+                    Ok(b) => store::Batch::Events(b),
+                    Err(_) => store::Batch::End,
+                })?;
+                Ok(())
             })?;
         } else {
             while let Some(mut batch) = next_batch(&mut i) {
@@ -180,6 +193,9 @@ fn main() -> anyhow::Result<()> {
         );
     } else {
         println!("reusing {existing} events in {}", path.display());
+    }
+    if std::env::var_os("INVESTIGATE_LOAD_ONLY").is_some() {
+        return Ok(());
     }
     let size_mb = std::fs::metadata(&path)?.len() as f64 / 1e6;
     println!("database: {size_mb:.0} MB for {n} events");
