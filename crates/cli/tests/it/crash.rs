@@ -336,3 +336,106 @@ fn sigkill_at_random_moments_loses_no_acknowledged_event() {
         verified.events, verified.checkpoints
     );
 }
+
+/// One NDJSON line of an allowed request, in PRODUCT.md's event schema.
+fn ingest_line(i: usize) -> String {
+    format!(
+        "{{\"id\":\"bulk-{i:07}\",\"time\":\"2026-11-20T{:02}:{:02}:{:02}Z\",\"source\":\"gateway\",\"reason\":\"ok\",\
+         \"decision\":\"allow\",\"token_id\":\"tok_{:03}\",\"owner\":\"team-{}\",\"source_ip\":\"10.0.{}.{}\",\
+         \"method\":\"GET\",\"route\":\"GET /v1/orders/{{id}}\",\"path\":\"/v1/orders/{i}\",\"resource\":\"orders\",\
+         \"action\":\"read\",\"status\":200,\"user_agent\":\"client/2.1 (bulk load; crash test)\"}}\n",
+        i / 3600 % 24,
+        i / 60 % 60,
+        i % 60,
+        i % 500,
+        i % 40,
+        i % 200,
+        1 + i % 250
+    )
+}
+
+/// PRODUCT.md "Nothing lost" for the offline bulk load: `tokentrail ingest --data-dir` of a file
+/// larger than the ledger writes through a rollback journal, not the write-ahead log, and is
+/// killed with SIGKILL while that journal exists (mid-load, whatever the machine's speed). The
+/// next opening rolls the load back: the ledger holds what it held before, verifies, and the
+/// same file then loads completely.
+#[test]
+fn an_offline_bulk_ingest_killed_mid_load_leaves_the_ledger_as_it_was() {
+    let root = tempfile::tempdir().expect("a temporary directory");
+    let data = root.path().join("data");
+    let seed = root.path().join("seed.ndjson");
+    std::fs::write(&seed, (0..50).map(|i| ingest_line(1_000_000 + i)).collect::<String>()).expect("write the seed");
+    let big = root.path().join("big.ndjson");
+    std::fs::write(&big, (0..40_000).map(ingest_line).collect::<String>()).expect("write the load");
+    let ingest = |file: &Path| Command::new(BIN).arg("ingest").arg("--data-dir").arg(&data).arg(file).output();
+    let out = ingest(&seed).expect("run ingest");
+    assert!(out.status.success(), "the seed ingests: {}", String::from_utf8_lossy(&out.stderr));
+    let db = engine::DataDir::new(&data).database();
+    let journal = std::path::PathBuf::from(format!("{}-journal", db.display()));
+    // The seed and the bootstrap admin token's creation.
+    let before = SqliteStore::open(&db).expect("open the store").event_count().expect("count");
+
+    // Two kills: once the load writes through its journal, and once it writes pages into the
+    // database file itself (past its old end or over old pages, which the journal then holds).
+    let size_before = std::fs::metadata(&db).expect("the database").len();
+    for (what, moment) in [("journal", 0), ("database", 1)] {
+        let mut child = Command::new(BIN)
+            .arg("ingest")
+            .arg("--data-dir")
+            .arg(&data)
+            .arg(&big)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the bulk ingest");
+        let seen = loop {
+            let grown = std::fs::metadata(&db).map_or(0, |m| m.len()) > size_before;
+            if journal.exists() && (moment == 0 || grown) {
+                break true;
+            }
+            if child.try_wait().expect("poll the ingest").is_some() {
+                break false;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        };
+        child.kill().expect("SIGKILL the ingest");
+        let status = child.wait().expect("reap the ingest");
+        assert!(seen, "the bulk ingest ended ({status}) before its {what} was written: {}", stderr_of(&mut child));
+        assert_eq!(status.signal(), Some(9), "killed mid-load");
+        assert!(journal.exists(), "the killed load leaves its (hot) journal");
+        // Opening rolls the load back.
+        let store = SqliteStore::open(&db).expect("open the store after the kill");
+        assert_eq!(store.event_count().expect("count"), before, "the ledger holds what it held before the load");
+        assert!(store.get_event("bulk-0000000").expect("look up").is_none());
+        drop(store);
+        // Played back: what is left of the journal no longer starts with its magic number, so
+        // it is not hot (SQLite zeroes the header rather than delete the file here).
+        let left = std::fs::read(&journal).unwrap_or_default();
+        assert!(
+            left.iter().take(8).all(|b| *b == 0),
+            "the journal was played back and invalidated: {} bytes, {:02x?}",
+            left.len(),
+            &left[..left.len().min(8)]
+        );
+        let verify = Command::new(BIN).args(["audit", "verify", "--data-dir"]).arg(&data).output().expect("run verify");
+        assert!(
+            verify.status.success(),
+            "the ledger verifies after the kill: {}",
+            String::from_utf8_lossy(&verify.stderr)
+        );
+    }
+
+    // And the same file loads completely.
+    let out = ingest(&big).expect("run ingest");
+    assert!(out.status.success(), "the load after the kill: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ingested 40000 events (0 lines skipped)\n");
+    // Bytes 18 and 19 of the database header are 2 in WAL mode, 1 with a rollback journal.
+    let header = std::fs::read(&db).expect("read the database");
+    assert_eq!(header[18..20], [2, 2], "the ingest left the store in WAL mode");
+    assert!(!journal.exists());
+    let store = SqliteStore::open(&db).expect("open the store");
+    assert_eq!(store.event_count().expect("count"), before + 40_000);
+    drop(store);
+    let verify = Command::new(BIN).args(["audit", "verify", "--data-dir"]).arg(&data).output().expect("run verify");
+    assert!(verify.status.success(), "the ledger verifies: {}", String::from_utf8_lossy(&verify.stderr));
+}
