@@ -587,7 +587,7 @@ pub fn ingest_exclusive<R: BufRead + Send>(
         let mut batch: Vec<Event> = Vec::with_capacity(BATCH);
         let mut handed = 0u64;
         let mut ended = false;
-        let mut next = || -> store::Batch {
+        let mut next = |load: &dyn store::Load| -> store::Batch {
             if ended {
                 return store::Batch::End;
             }
@@ -626,7 +626,7 @@ pub fn ingest_exclusive<R: BufRead + Send>(
                 // An empty ledger holds none of them: no lookups on the writing thread.
                 let ids: Vec<String> =
                     if ledger_empty { Vec::new() } else { good.iter().filter_map(|(_, (id, _))| id.clone()).collect() };
-                let existing = match store.existing_ids(&ids) {
+                let existing = match load.existing_ids(&ids) {
                     Ok(found) => found,
                     Err(e) => {
                         fatal = Some((None, e.to_string()));

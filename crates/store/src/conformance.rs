@@ -286,20 +286,30 @@ pub(crate) fn appends_a_bulk_load_whole_or_not_at_all(store: &dyn Store) {
     let root = stored_root(store);
     // Given up after two batches: none of them is stored, and the tree is as it was.
     let mut given = vec![Batch::Events(batch("x", 3)), Batch::Events(batch("y", 2)), Batch::Abort].into_iter();
-    assert_eq!(store.append_all(0, &mut || given.next().unwrap_or(Batch::End)).unwrap(), None);
+    assert_eq!(store.append_all(0, &mut |_| given.next().unwrap_or(Batch::End)).unwrap(), None);
     assert_eq!(store.event_count().unwrap(), 2);
     assert!(store.get_event("x0").unwrap().is_none());
     assert_eq!(stored_root(store), root);
     // A batch that cannot be appended fails the whole load.
     let mut given = vec![Batch::Events(batch("z", 2)), Batch::Events(batch("first-", 1)), Batch::End].into_iter();
-    let dup = store.append_all(0, &mut || given.next().unwrap_or(Batch::End));
+    let dup = store.append_all(0, &mut |_| given.next().unwrap_or(Batch::End));
     assert!(matches!(dup, Err(StoreError::Duplicate(_))), "{dup:?}");
     assert_eq!(store.event_count().unwrap(), 2);
     assert!(store.get_event("z0").unwrap().is_none());
     // Every batch, an empty one among them, in order; the log and its tree continue after it.
+    // Meanwhile the source finds what the log held before, through the load.
     let mut given =
         vec![Batch::Events(batch("a", 3)), Batch::Events(Vec::new()), Batch::Events(batch("b", 4))].into_iter();
-    assert_eq!(store.append_all(0, &mut || given.next().unwrap_or(Batch::End)).unwrap(), Some(7));
+    let asked: Vec<String> = ["first-1", "x0", "first-0", "z0"].map(String::from).to_vec();
+    let mut found = Vec::new();
+    let loaded = store.append_all(0, &mut |load| {
+        let mut ids: Vec<String> = load.existing_ids(&asked).unwrap().into_iter().collect();
+        ids.sort();
+        found.push(ids.join(" "));
+        given.next().unwrap_or(Batch::End)
+    });
+    assert_eq!(loaded.unwrap(), Some(7));
+    assert_eq!(found, ["first-0 first-1"; 4]);
     store.append(&mut batch("last-", 1)).unwrap();
     let ids = store
         .list_events(&EventQuery { order: Order::Asc, ..Default::default() })
@@ -323,12 +333,12 @@ pub(crate) fn finds_what_a_large_announced_bulk_load_appended(store: &dyn Store)
     let (first, rest) = events.split_at(100);
     store.append(&mut first.to_vec()).unwrap();
     let mut given = vec![Batch::Events(rest[..50].to_vec()), Batch::Abort].into_iter();
-    assert_eq!(store.append_all(1_000_000, &mut || given.next().unwrap_or(Batch::End)).unwrap(), None);
+    assert_eq!(store.append_all(1_000_000, &mut |_| given.next().unwrap_or(Batch::End)).unwrap(), None);
     assert_eq!(store.event_count().unwrap(), 100);
     aggregates_agree_with_the_events_so_far(store);
     let mut given: Vec<Batch> = rest.chunks(70).map(|c| Batch::Events(c.to_vec())).collect();
     given.reverse();
-    assert_eq!(store.append_all(1_000_000, &mut || given.pop().unwrap_or(Batch::End)).unwrap(), Some(300));
+    assert_eq!(store.append_all(1_000_000, &mut |_| given.pop().unwrap_or(Batch::End)).unwrap(), Some(300));
     assert_eq!(store.event_count().unwrap(), 400);
     aggregates_agree_with_the_events_so_far(store);
     let page =
@@ -912,7 +922,7 @@ mod sqlite {
             if store.event_count().unwrap() > 0 {
                 given = vec![crate::Batch::End].into_iter();
             }
-            store.append_all(expected, &mut || given.next().unwrap_or(crate::Batch::End)).unwrap();
+            store.append_all(expected, &mut |_| given.next().unwrap_or(crate::Batch::End)).unwrap();
             assert_eq!(indexes(), before, "after a load announced as {expected}");
         }
         assert_eq!(store.event_count().unwrap(), 400);
@@ -934,7 +944,7 @@ mod sqlite {
         let mut given =
             vec![crate::Batch::Events(events[..200].to_vec()), crate::Batch::Events(events[200..300].to_vec())]
                 .into_iter();
-        let loaded = store.append_all(1_000_000, &mut || {
+        let loaded = store.append_all(1_000_000, &mut |_| {
             seen.push((file("-journal").exists(), file("-wal").exists()));
             given.next().unwrap_or(crate::Batch::End)
         });
@@ -949,7 +959,7 @@ mod sqlite {
         other.execute_batch("BEGIN; SELECT COUNT(*) FROM events;").unwrap();
         let mut seen = Vec::new();
         let mut given = vec![crate::Batch::Events(events[300..].to_vec())].into_iter();
-        let loaded = store.append_all(1_000_000, &mut || {
+        let loaded = store.append_all(1_000_000, &mut |_| {
             seen.push(file("-journal").exists());
             given.next().unwrap_or(crate::Batch::End)
         });

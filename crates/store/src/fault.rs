@@ -65,7 +65,7 @@ impl<S: Store> Store for FaultInjected<S> {
         self.check()?;
         self.inner.append(events)
     }
-    fn append_all(&self, expected: u64, next: &mut dyn FnMut() -> crate::Batch) -> Result<Option<u64>> {
+    fn append_all(&self, expected: u64, next: &mut dyn FnMut(&dyn crate::Load) -> crate::Batch) -> Result<Option<u64>> {
         self.check()?;
         self.inner.append_all(expected, next)
     }

@@ -58,6 +58,13 @@ pub enum Batch {
     Abort,
 }
 
+/// The log as a running [`Store::append_all`] sees it, for its source of events.
+pub trait Load {
+    /// Which of `ids` the log holds: every event stored before the load, and perhaps some of
+    /// the load's own (a source checks the events it gives against each other itself).
+    fn existing_ids(&self, ids: &[String]) -> Result<std::collections::HashSet<String>>;
+}
+
 /// One page of results and the key to continue after its last item.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Page<T> {
@@ -364,7 +371,10 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// `expected` is about how many events will come (0: unknown). A backend may use it to
     /// index the load in one go at the end instead of event by event, when that is cheaper.
-    fn append_all(&self, expected: u64, next: &mut dyn FnMut() -> Batch) -> Result<Option<u64>>;
+    ///
+    /// `next` is given a [`Load`] to look ids up in the log as the load sees it: while a large
+    /// load runs, other connections may be kept from reading (see the SQLite store).
+    fn append_all(&self, expected: u64, next: &mut dyn FnMut(&dyn Load) -> Batch) -> Result<Option<u64>>;
 
     /// One event by id.
     fn get_event(&self, id: &str) -> Result<Option<Event>>;

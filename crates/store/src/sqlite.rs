@@ -767,6 +767,31 @@ fn seal(events: &[Event], first: u64) -> Result<Vec<Sealed>> {
         .collect())
 }
 
+/// Which of `ids` the events of `c` hold.
+fn existing_ids_in(c: &Connection, ids: &[String]) -> Result<std::collections::HashSet<String>> {
+    let mut found = std::collections::HashSet::new();
+    for chunk in ids.chunks(500) {
+        let placeholders = (1..=chunk.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+        let mut stmt = c.prepare(&format!("SELECT id FROM events WHERE id IN ({placeholders})")).map_err(classify)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(chunk), |r| r.get::<_, String>(0))
+            .map_err(classify)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(classify)?;
+        found.extend(rows);
+    }
+    Ok(found)
+}
+
+/// A running load's transaction, for its source to look ids up in (`Store::append_all`).
+struct TxLoad<'a>(&'a Connection);
+
+impl crate::Load for TxLoad<'_> {
+    fn existing_ids(&self, ids: &[String]) -> Result<std::collections::HashSet<String>> {
+        existing_ids_in(self.0, ids)
+    }
+}
+
 /// The log's size inside `tx`: the position the next event takes.
 fn log_size(tx: &Connection) -> Result<u64> {
     let next: i64 = tx.query_row("SELECT COALESCE(MAX(seq) + 1, 0) FROM events", [], |r| r.get(0)).map_err(classify)?;
@@ -1160,7 +1185,7 @@ impl Store for SqliteStore {
         self.write_log(|tx, frontier| append_in(tx, frontier, events))
     }
 
-    fn append_all(&self, expected: u64, next: &mut dyn FnMut() -> crate::Batch) -> Result<Option<u64>> {
+    fn append_all(&self, expected: u64, next: &mut dyn FnMut(&dyn crate::Load) -> crate::Batch) -> Result<Option<u64>> {
         let mut w = lock(&self.writer);
         let Writer { conn, frontier } = &mut *w;
         let saved = frontier.clone();
@@ -1175,6 +1200,8 @@ impl Store for SqliteStore {
         // connection (another process) reads it the mode stays WAL and the load goes on as
         // before. A crash part-way leaves a hot journal, which the next opening rolls
         // back before anything reads the file (SQLite does this whatever the journal mode).
+        // Meanwhile other connections may not read (once the load holds its exclusive lock),
+        // which is why the load's source looks ids up through the load itself (`Load`).
         let journal = if large {
             lock(&self.readers).clear();
             // Refused (SQLITE_BUSY) while another connection reads.
@@ -1233,7 +1260,7 @@ impl Store for SqliteStore {
                 };
                 let (mut given, mut in_flight) = (first, 0usize);
                 loop {
-                    match next() {
+                    match next(&TxLoad(&tx)) {
                         crate::Batch::Events(events) => {
                             if events.is_empty() {
                                 continue;
@@ -1405,21 +1432,7 @@ impl Store for SqliteStore {
     }
 
     fn existing_ids(&self, ids: &[String]) -> Result<std::collections::HashSet<String>> {
-        let mut found = std::collections::HashSet::new();
-        self.read(|c| {
-            for chunk in ids.chunks(500) {
-                let placeholders = (1..=chunk.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
-                let mut stmt =
-                    c.prepare(&format!("SELECT id FROM events WHERE id IN ({placeholders})")).map_err(classify)?;
-                let rows = stmt
-                    .query_map(rusqlite::params_from_iter(chunk), |r| r.get::<_, String>(0))
-                    .map_err(classify)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-                    .map_err(classify)?;
-                found.extend(rows);
-            }
-            Ok(found)
-        })
+        self.read(|c| existing_ids_in(c, ids))
     }
 
     fn stats(&self, q: &EventQuery, group_by: crate::GroupBy, limit: u32) -> Result<Vec<crate::StatRow>> {

@@ -173,7 +173,7 @@ fn main() -> anyhow::Result<()> {
                         }
                     }
                 });
-                store.append_all(n - existing, &mut || match rx.recv() {
+                store.append_all(n - existing, &mut |_| match rx.recv() {
                     Ok(b) => store::Batch::Events(b),
                     Err(_) => store::Batch::End,
                 })?;

@@ -337,16 +337,28 @@ fn sigkill_at_random_moments_loses_no_acknowledged_event() {
     );
 }
 
+/// A long query string: rows of some 900 bytes, so a load of [`LOAD`] lines outgrows the
+/// writer's page cache (64 MiB) and writes pages into the database file before its commit.
+const QUERY: &str = "fields=id,status,items,customer,shipping,billing,notes,history&expand=items.product,\
+    items.product.vendor,items.product.images,customer.addresses,customer.payment_methods,shipping.carrier,\
+    shipping.tracking,billing.invoice,billing.invoice.lines,history.events,history.events.actor&sort=-updated_at\
+    &filter[status]=open,pending,shipped&filter[region]=eu-west-1,eu-central-1&page[size]=100&page[cursor]=\
+    eyJvZmZzZXQiOjEwMCwic29ydCI6Ii11cGRhdGVkX2F0In0&include_deleted=false";
+
+/// Lines of the bulk load.
+const LOAD: usize = 200_000;
+
 /// One NDJSON line of an allowed request, in PRODUCT.md's event schema.
 fn ingest_line(i: usize) -> String {
     format!(
         "{{\"id\":\"bulk-{i:07}\",\"time\":\"2026-11-20T{:02}:{:02}:{:02}Z\",\"source\":\"gateway\",\"reason\":\"ok\",\
          \"decision\":\"allow\",\"token_id\":\"tok_{:03}\",\"owner\":\"team-{}\",\"source_ip\":\"10.0.{}.{}\",\
-         \"method\":\"GET\",\"route\":\"GET /v1/orders/{{id}}\",\"path\":\"/v1/orders/{i}\",\"resource\":\"orders\",\
+         \"method\":\"GET\",\"route\":\"GET /v1/orders/{{id}}\",\"path\":\"/v1/orders/{i}?{}\",\"resource\":\"orders\",\
          \"action\":\"read\",\"status\":200,\"user_agent\":\"client/2.1 (bulk load; crash test)\"}}\n",
         i / 3600 % 24,
         i / 60 % 60,
         i % 60,
+        QUERY,
         i % 500,
         i % 40,
         i % 200,
@@ -366,7 +378,11 @@ fn an_offline_bulk_ingest_killed_mid_load_leaves_the_ledger_as_it_was() {
     let seed = root.path().join("seed.ndjson");
     std::fs::write(&seed, (0..50).map(|i| ingest_line(1_000_000 + i)).collect::<String>()).expect("write the seed");
     let big = root.path().join("big.ndjson");
-    std::fs::write(&big, (0..40_000).map(ingest_line).collect::<String>()).expect("write the load");
+    // Pages spilled before the commit take the database's exclusive lock while the load still
+    // looks up the ids of later lines: those lookups must go through the load itself (with
+    // 120,000 lines nothing spilled, and the ingest's old lookups through another connection
+    // passed; with these they failed with "database is locked").
+    std::fs::write(&big, (0..LOAD).map(ingest_line).collect::<String>()).expect("write the load");
     let ingest = |file: &Path| Command::new(BIN).arg("ingest").arg("--data-dir").arg(&data).arg(file).output();
     let out = ingest(&seed).expect("run ingest");
     assert!(out.status.success(), "the seed ingests: {}", String::from_utf8_lossy(&out.stderr));
@@ -428,13 +444,13 @@ fn an_offline_bulk_ingest_killed_mid_load_leaves_the_ledger_as_it_was() {
     // And the same file loads completely.
     let out = ingest(&big).expect("run ingest");
     assert!(out.status.success(), "the load after the kill: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "ingested 40000 events (0 lines skipped)\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("ingested {LOAD} events (0 lines skipped)\n"));
     // Bytes 18 and 19 of the database header are 2 in WAL mode, 1 with a rollback journal.
     let header = std::fs::read(&db).expect("read the database");
     assert_eq!(header[18..20], [2, 2], "the ingest left the store in WAL mode");
     assert!(!journal.exists());
     let store = SqliteStore::open(&db).expect("open the store");
-    assert_eq!(store.event_count().expect("count"), before + 40_000);
+    assert_eq!(store.event_count().expect("count"), before + LOAD as u64);
     drop(store);
     let verify = Command::new(BIN).args(["audit", "verify", "--data-dir"]).arg(&data).output().expect("run verify");
     assert!(verify.status.success(), "the ledger verifies: {}", String::from_utf8_lossy(&verify.stderr));
