@@ -792,9 +792,9 @@ impl crate::Load for TxLoad<'_> {
     }
 }
 
-/// The log's size inside `tx`: the position the next event takes.
-fn log_size(tx: &Connection) -> Result<u64> {
-    let next: i64 = tx.query_row("SELECT COALESCE(MAX(seq) + 1, 0) FROM events", [], |r| r.get(0)).map_err(classify)?;
+/// The log's size as `c` sees it: the position the next event takes.
+fn log_size(c: &Connection) -> Result<u64> {
+    let next: i64 = c.query_row("SELECT COALESCE(MAX(seq) + 1, 0) FROM events", [], |r| r.get(0)).map_err(classify)?;
     u64::try_from(next).map_err(|_| StoreError::Corrupt("negative size".into()))
 }
 
@@ -1189,9 +1189,7 @@ impl Store for SqliteStore {
         let mut w = lock(&self.writer);
         let Writer { conn, frontier } = &mut *w;
         let saved = frontier.clone();
-        let size: i64 =
-            conn.query_row("SELECT COALESCE(MAX(seq) + 1, 0) FROM events", [], |r| r.get(0)).map_err(classify)?;
-        let large = expected >= BULK_INDEX_MIN && expected >= u64::try_from(size).unwrap_or(0);
+        let large = expected >= BULK_INDEX_MIN && expected >= log_size(conn)?;
         // A large load writes through a rollback journal instead of the write-ahead log. The
         // log's new pages lie past the database's end, which a rollback journal need not copy,
         // so they are written once; through the WAL they are written twice (to the WAL, then by
@@ -1560,11 +1558,7 @@ impl Store for SqliteStore {
     }
 
     fn event_count(&self) -> Result<u64> {
-        self.read(|c| {
-            let n: i64 =
-                c.query_row("SELECT COALESCE(MAX(seq) + 1, 0) FROM events", [], |r| r.get(0)).map_err(classify)?;
-            Ok(u64::try_from(n).unwrap_or(0))
-        })
+        self.read(log_size)
     }
 
     fn tree_nodes(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>> {
