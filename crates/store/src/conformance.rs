@@ -972,6 +972,26 @@ mod sqlite {
     }
 
     #[test]
+    fn a_database_held_by_a_bulk_load_is_refused_with_what_holds_it() {
+        // What a large bulk load holds once it writes pages through its rollback journal: the
+        // database's exclusive lock. Opening the store meanwhile waits out the busy timeout,
+        // then says what holds it and that it ends by itself.
+        let (_dir, store) = make();
+        let path = store.path().to_owned();
+        drop(store);
+        let holder = rusqlite::Connection::open(&path).unwrap();
+        let mode: String = holder.query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "delete");
+        holder.execute_batch("BEGIN EXCLUSIVE; INSERT INTO meta (key, value) VALUES ('held', '1');").unwrap();
+        let refused = SqliteStore::open(&path).map(|_| ());
+        let Err(crate::StoreError::Unavailable(m)) = refused else { panic!("{refused:?}") };
+        assert!(m.contains("database is locked") && m.contains("bulk `tokentrail ingest --data-dir`"), "{m}");
+        holder.execute_batch("ROLLBACK").unwrap();
+        drop(holder);
+        assert_eq!(SqliteStore::open(&path).unwrap().event_count().unwrap(), 0);
+    }
+
+    #[test]
     fn an_erased_value_leaves_no_byte_in_the_database_files() {
         // Thousands of events from an always-on service and people: by day the service makes a
         // twentieth of the traffic, at night four fifths. Erasing the service's owner empties the

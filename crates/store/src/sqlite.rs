@@ -245,9 +245,14 @@ pub(crate) fn classify(e: rusqlite::Error) -> StoreError {
             | ErrorCode::SystemIoFailure
             | ErrorCode::ReadOnly
             | ErrorCode::CannotOpen
-            | ErrorCode::DatabaseBusy
-            | ErrorCode::DatabaseLocked
             | ErrorCode::OutOfMemory => StoreError::Unavailable(e.to_string()),
+            // Another connection held the database longer than the busy timeout (5 s): only a
+            // large bulk load (its rollback journal's exclusive lock) or the rewrite after an
+            // erasure does that, and both end by themselves.
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => StoreError::Unavailable(format!(
+                "{e}: another process is writing it as a whole (a bulk `tokentrail ingest --data-dir`, or the \
+                 rewrite after `audit erase`); try again when that has finished"
+            )),
             ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => StoreError::Corrupt(e.to_string()),
             _ => StoreError::Backend(e.to_string()),
         },
